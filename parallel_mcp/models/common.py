@@ -1,0 +1,66 @@
+"""Objects shared by requests, responses and events: errors, warnings, citations, basis."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class WireModel(BaseModel):
+    """Base for response objects: tolerant, keeps fields the API adds later."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class ErrorObject(WireModel):
+    """An API error: `ref_id` is what Parallel's support asks for."""
+
+    ref_id: str
+    message: str
+    detail: dict[str, Any] | None = None
+
+
+class ErrorResponse(WireModel):
+    """The body of every non-2xx answer from the run endpoints."""
+
+    type: Literal["error"] = "error"
+    error: ErrorObject
+
+
+class Warning(WireModel):
+    """A non-fatal problem with a run (spec or input validation, MCP server trouble)."""
+
+    type: str
+    """`spec_validation_warning`, `input_validation_warning`, `warning`, or a newer type."""
+    message: str
+    detail: dict[str, Any] | None = None
+
+
+class Citation(WireModel):
+    """A source that supports an output field."""
+
+    url: str
+    title: str | None = None
+    excerpts: list[str] | None = None
+
+
+class FieldBasis(WireModel):
+    """Citations, reasoning and confidence for one output field (or `output` for text)."""
+
+    field: str
+    reasoning: str
+    citations: list[Citation] = Field(default_factory=list[Citation])
+    confidence: str | None = None
+
+
+class McpToolCall(WireModel):
+    """One tool call the processor made on a user-supplied MCP server."""
+
+    tool_call_id: str
+    server_name: str
+    tool_name: str
+    arguments: str
+    """JSON-encoded arguments."""
+    content: str | None = None
+    error: str | None = None
