@@ -1,0 +1,420 @@
+"""An async client for the Task API, built for waiting on long runs without waste.
+
+- One connection pool per server lifetime; `with_api_key` shares it between users (multi-user HTTP).
+- The `parallel-beta` header is derived from what each request uses.
+- Reads retry with backoff and jitter, honouring `Retry-After`. A create is retried only when the
+  request provably created nothing (connection refused, 429, 503); otherwise `RunMayExistError`.
+- `/result` long-polls: `None` means still running; a 404 is resolved by reading the run.
+- `events` reads the SSE stream and de-duplicates the replay that follows a reconnect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import anyio
+import httpx2
+from pydantic import BaseModel
+
+from parallel_mcp import __version__
+from parallel_mcp.errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    NotFoundError,
+    RequestTimeoutError,
+    RunMayExistError,
+    TaskRunFailedError,
+    error_from_response,
+)
+from parallel_mcp.models import (
+    ErrorEvent,
+    JsonSchema,
+    RunEvent,
+    TaskGroup,
+    TaskGroupRunResponse,
+    TaskRun,
+    TaskRunEvent,
+    TaskRunInput,
+    TaskRunProgressMessageEvent,
+    TaskRunResult,
+    TaskSpec,
+    parse_event,
+)
+
+logger = logging.getLogger(__name__)
+
+BETA_MCP = "mcp-server-2025-07-17"
+BETA_EVENTS = "events-sse-2025-07-24"
+BETA_WEBHOOK = "webhook-2025-08-12"
+BETA_FIELD_BASIS = "field-basis-2025-11-25"
+
+MAX_BACKOFF = 8.0
+MAX_RETRY_AFTER = 60.0
+# Statuses a create may retry: the API rejected the request before doing anything with it.
+_CREATE_RETRY_STATUSES = frozenset({429, 503})
+_READ_RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _schema_has_arrays(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        for key, value in schema.items():  # pyright: ignore[reportUnknownVariableType]
+            if key == "type" and (value == "array" or (isinstance(value, list) and "array" in value)):
+                return True
+            if _schema_has_arrays(value):
+                return True
+    elif isinstance(schema, list):
+        return any(_schema_has_arrays(item) for item in schema)  # pyright: ignore[reportUnknownVariableType]
+    return False
+
+
+def betas_for(body: TaskRunInput | None = None, *, events: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
+    """The `parallel-beta` values a request needs, each once, in a stable order."""
+    values: list[str] = []
+    if body is not None:
+        if body.mcp_servers:
+            values.append(BETA_MCP)
+        if body.enable_events:
+            values.append(BETA_EVENTS)
+        if body.webhook is not None:
+            values.append(BETA_WEBHOOK)
+        schema = body.task_spec.output_schema if body.task_spec is not None else None
+        if isinstance(schema, JsonSchema) and _schema_has_arrays(schema.json_schema):
+            values.append(BETA_FIELD_BASIS)
+    if events:
+        values.append(BETA_EVENTS)
+    values.extend(extra)
+    return list(dict.fromkeys(v for v in values if v))
+
+
+def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Delay before retry number `attempt` (0-based): `Retry-After` when sane, else 0.5 s doubling to 8 s."""
+    if retry_after is not None and 0 < retry_after <= MAX_RETRY_AFTER:
+        return retry_after
+    base = min(0.5 * 2**attempt, MAX_BACKOFF)
+    return base * (1 - 0.25 * random.random())  # up to 25 % less, so clients spread out
+
+
+class AsyncTaskClient:
+    """Async client for the Task API endpoints under `/v1/tasks`."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        http_client: httpx2.AsyncClient | None = None,
+        max_retries: int = 2,
+        extra_betas: tuple[str, ...] = (),
+        connect_timeout: float = 5.0,
+        request_timeout: float = 60.0,
+    ) -> None:
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.max_retries = max_retries
+        self.extra_betas = tuple(extra_betas)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx2.AsyncClient(
+            timeout=httpx2.Timeout(request_timeout, connect=connect_timeout),
+            limits=httpx2.Limits(max_connections=200, max_keepalive_connections=40),
+            headers={"User-Agent": f"parallel-mcp/{__version__}"},
+        )
+        self.request_count = 0
+        """Requests sent by this client (and clients sharing its pool via `with_api_key`)."""
+
+    def __repr__(self) -> str:
+        return f"AsyncTaskClient(base_url={self.base_url!r})"
+
+    def with_api_key(self, api_key: str) -> AsyncTaskClient:
+        """A client for another key that shares this one's connection pool (multi-user mode)."""
+        clone = AsyncTaskClient.__new__(AsyncTaskClient)
+        clone.__dict__.update(self.__dict__)
+        clone._api_key = api_key
+        clone._owns_http = False
+        return clone
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool if this client created it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    async def create_run(self, body: TaskRunInput) -> TaskRun:
+        """Create a run (`POST /v1/tasks/runs`); it starts `queued`.
+
+        Raises:
+            RunMayExistError: the request may have reached the API; do not blindly retry.
+            APIStatusError: the API refused (401, 402, 403 invalid processor, 422, 429 after retries).
+        """
+        payload = body.model_dump(mode="json", exclude_none=True)
+        headers = self._beta_headers(betas_for(body, extra=self.extra_betas))
+        response = await self._send("POST", "/v1/tasks/runs", json_body=payload, headers=headers, create=True)
+        return TaskRun.model_validate(response.json())
+
+    async def get_run(self, run_id: str) -> TaskRun:
+        """Read a run's status (`GET /v1/tasks/runs/{id}`)."""
+        return await self._get_model(f"/v1/tasks/runs/{_segment(run_id)}", TaskRun)
+
+    async def get_input(self, run_id: str) -> dict[str, Any]:
+        """Read back the body a run was created with (header values are never returned by the API)."""
+        response = await self._send("GET", f"/v1/tasks/runs/{_segment(run_id)}/input")
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def get_result(self, run_id: str, *, timeout: int) -> TaskRunResult | None:
+        """Long-poll `/result` for up to `timeout` seconds.
+
+        Returns:
+            The result, or `None` when the run is still active after `timeout` (the API's 408).
+
+        Raises:
+            TaskRunFailedError: the run failed (the API answers 404; the run says why).
+            NotFoundError: there is no such run.
+        """
+        path = f"/v1/tasks/runs/{_segment(run_id)}/result"
+        extra_time = float(timeout) + 10.0
+        try:
+            response = await self._send(
+                "GET",
+                path,
+                params={"timeout": max(1, int(timeout))},
+                headers=self._beta_headers(list(self.extra_betas)),
+                read_timeout=extra_time,
+                retry_408=False,
+            )
+        except RequestTimeoutError:
+            return None
+        except NotFoundError:
+            run = await self.get_run(run_id)  # raises NotFoundError for an unknown id
+            if run.status == "failed":
+                raise TaskRunFailedError(run) from None
+            if run.is_active:
+                return None
+            raise
+        return TaskRunResult.model_validate(response.json())
+
+    async def events(self, run_id: str, *, reconnects: int = 2) -> AsyncIterator[RunEvent]:
+        """Stream a run's events, reconnecting when the stream drops and skipping replayed ones.
+
+        The stream replays every message on reconnect and closes after 570 s; events already
+        seen (same type, timestamp and message) are not yielded twice. Ends after the final
+        `task_run.state` of an inactive run or when reconnects are exhausted.
+        """
+        seen: set[tuple[str, str | None, str]] = set()
+        attempts = 0
+        while True:
+            try:
+                async for event in self._event_stream(f"/v1/tasks/runs/{_segment(run_id)}/events"):
+                    if isinstance(event, TaskRunProgressMessageEvent):
+                        key = (event.type, event.timestamp, event.message)
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                    yield event
+                    if isinstance(event, TaskRunEvent) and not event.run.is_active:
+                        return
+                    if isinstance(event, ErrorEvent):
+                        return
+            except (APIConnectionError, httpx2.TransportError) as exc:
+                logger.debug("event stream for %s dropped: %s", run_id, type(exc).__name__)
+            attempts += 1
+            if attempts > reconnects:
+                return
+            await anyio.sleep(backoff_delay(attempts - 1))
+
+    # -- task groups ------------------------------------------------------------------------------
+
+    async def create_group(self, metadata: Mapping[str, str | int | float | bool] | None = None) -> TaskGroup:
+        """Create a task group."""
+        body = {"metadata": dict(metadata)} if metadata else {}
+        response = await self._send("POST", "/v1/tasks/groups", json_body=body, create=True)
+        return TaskGroup.model_validate(response.json())
+
+    async def get_group(self, group_id: str) -> TaskGroup:
+        """Read a group's aggregate status."""
+        return await self._get_model(f"/v1/tasks/groups/{_segment(group_id)}", TaskGroup)
+
+    async def add_runs(
+        self, group_id: str, inputs: list[TaskRunInput], *, default_task_spec: TaskSpec | None = None
+    ) -> TaskGroupRunResponse:
+        """Add up to 1,000 runs to a group in one request."""
+        body: dict[str, Any] = {"inputs": [i.model_dump(mode="json", exclude_none=True) for i in inputs]}
+        if default_task_spec is not None:
+            body["default_task_spec"] = default_task_spec.model_dump(mode="json", exclude_none=True)
+        betas: list[str] = []
+        for item in inputs:
+            betas.extend(betas_for(item))
+        headers = self._beta_headers(list(dict.fromkeys([*betas, *self.extra_betas])))
+        response = await self._send(
+            "POST", f"/v1/tasks/groups/{_segment(group_id)}/runs", json_body=body, headers=headers, create=True
+        )
+        return TaskGroupRunResponse.model_validate(response.json())
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _beta_headers(self, betas: list[str]) -> dict[str, str]:
+        return {"parallel-beta": ",".join(betas)} if betas else {}
+
+    async def _get_model(self, path: str, model: type[ModelT]) -> ModelT:
+        response = await self._send("GET", path)
+        return model.model_validate(response.json())
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        create: bool = False,
+        read_timeout: float | None = None,
+        retry_408: bool = True,
+    ) -> httpx2.Response:
+        attempt = 0
+        while True:
+            try:
+                response = await self._request(method, path, json_body, params, headers, read_timeout)
+            except httpx2.ConnectError as exc:
+                # Refused or unreachable: nothing reached the API, so any request may retry.
+                error: Exception = APIConnectionError(
+                    f"could not connect to {self.base_url}: {_describe(exc)}", request_sent=False
+                )
+            except httpx2.TimeoutException as exc:
+                sent = not isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout)
+                if create and sent:
+                    raise _may_exist(path, "timed out") from None
+                error = APITimeoutError(f"{method} {path} timed out", request_sent=sent)
+            except httpx2.TransportError as exc:
+                if create:
+                    raise _may_exist(path, f"lost the connection ({_describe(exc)})") from None
+                error = APIConnectionError(f"{method} {path} failed: {_describe(exc)}", request_sent=True)
+            else:
+                if response.is_success:
+                    return response
+                error = error_from_response(response.status_code, response.headers, response.content)
+                assert isinstance(error, APIStatusError)
+                if create and response.status_code not in _CREATE_RETRY_STATUSES:
+                    if response.status_code >= 500:
+                        raise _may_exist(path, f"got HTTP {response.status_code}") from None
+                    raise error
+                if not create and (
+                    response.status_code not in _READ_RETRY_STATUSES or (response.status_code == 408 and not retry_408)
+                ):
+                    raise error
+            if attempt >= self.max_retries:
+                raise error
+            retry_after = error.retry_after if isinstance(error, APIStatusError) else None
+            delay = backoff_delay(attempt, retry_after)
+            logger.info("retrying %s %s in %.2fs after %s", method, path, delay, _summary(error))
+            await anyio.sleep(delay)
+            attempt += 1
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        json_body: Any,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        read_timeout: float | None,
+    ) -> httpx2.Response:
+        self.request_count += 1
+        all_headers = {"x-api-key": self._api_key, **(headers or {})}
+        extensions: dict[str, Any] = {}
+        if read_timeout is not None:
+            timeout = self._http.timeout
+            extensions["timeout"] = httpx2.Timeout(
+                read_timeout, connect=timeout.connect, pool=timeout.pool, write=timeout.write
+            ).as_dict()
+        request = self._http.build_request(
+            method, self.base_url + path, json=json_body, params=params, headers=all_headers, extensions=extensions
+        )
+        return await self._http.send(request)
+
+    async def _event_stream(self, path: str) -> AsyncIterator[RunEvent]:
+        headers = {
+            "x-api-key": self._api_key,
+            "accept": "text/event-stream",
+            **self._beta_headers(betas_for(events=True, extra=self.extra_betas)),
+        }
+        self.request_count += 1
+        timeout = httpx2.Timeout(None, connect=self._http.timeout.connect)
+        async with self._http.stream("GET", self.base_url + path, headers=headers, timeout=timeout) as response:
+            if not response.is_success:
+                await response.aread()
+                raise error_from_response(response.status_code, response.headers, response.content)
+            async for data in _sse_data(response.aiter_lines()):
+                try:
+                    payload = json.loads(data)
+                except json.JSONDecodeError:
+                    logger.debug("skipping a malformed event on %s", path)
+                    continue
+                if isinstance(payload, dict):
+                    event = parse_event(payload)  # pyright: ignore[reportUnknownArgumentType]
+                    if not isinstance(event, RunEvent):
+                        continue
+                    yield event
+
+
+async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """Yield the `data` of each server-sent event (multi-line data joined with newlines)."""
+    buffer: list[str] = []
+    async for line in lines:
+        if not line:
+            if buffer:
+                yield "\n".join(buffer)
+                buffer = []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        if field == "data":
+            buffer.append(value.removeprefix(" "))
+    if buffer:
+        yield "\n".join(buffer)
+
+
+def _segment(value: str) -> str:
+    # Ids are opaque strings from the model: keep them inside one path segment.
+    return quote(value, safe="")
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _summary(error: Exception) -> str:
+    return f"HTTP {error.status_code}" if isinstance(error, APIStatusError) else type(error).__name__
+
+
+def _may_exist(path: str, what: str) -> RunMayExistError:
+    return RunMayExistError(
+        f"POST {path} {what} after the request was sent, so the API may have created a run. "
+        "It was not retried, to avoid a duplicate billed run."
+    )
+
+
+__all__ = [
+    "BETA_EVENTS",
+    "BETA_FIELD_BASIS",
+    "BETA_MCP",
+    "BETA_WEBHOOK",
+    "AsyncTaskClient",
+    "backoff_delay",
+    "betas_for",
+]

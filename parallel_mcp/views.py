@@ -1,0 +1,107 @@
+"""What the tools return: the structured result models (their JSON schema is each tool's `outputSchema`).
+
+These are views for an agent, not wire objects: compact, paged, with citations numbered once and
+referenced from the basis, and with an explicit next step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from parallel_mcp.models import McpToolCall, TaskRunStatus
+
+
+class View(BaseModel):
+    """Base for tool results."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CitationRef(View):
+    """A source, numbered once per page; basis entries refer to it by `number`."""
+
+    number: int = Field(description="1-based number, as cited in the text rendering: [n].")
+    url: str
+    title: str | None = None
+    excerpts: list[str] = Field(default_factory=list[str], description="Supporting excerpts (shortened).")
+
+
+class BasisEntry(View):
+    """Why a field holds its value: reasoning, confidence and the numbers of its citations."""
+
+    field: str = Field(description="Output field (dot path for nested/auto fields; `output` for text).")
+    confidence: str | None = None
+    reasoning: str
+    citations: list[int] = Field(default_factory=list[int], description="Numbers into `citations`.")
+
+
+class PageInfo(View):
+    """Where this page sits in the whole output, and how to get the next one."""
+
+    unit: Literal["fields", "chars"] = Field(
+        description="What `offset` counts: top-level fields (json output) or characters (text output)."
+    )
+    offset: int
+    next_offset: int | None = Field(description="Pass as `offset` to get_task_run for the next page; null at the end.")
+    total: int = Field(description="Total top-level fields or characters in the whole output.")
+    selected_fields: list[str] | None = Field(default=None, description="The `fields` filter that was applied.")
+
+
+class OutputPage(View):
+    """One page of a completed run's output."""
+
+    type: Literal["json", "text"]
+    content: dict[str, Any] | str = Field(
+        description="json: the top-level fields of this page; text: this slice of the markdown report."
+    )
+    basis: list[BasisEntry] = Field(default_factory=list[BasisEntry])
+    citations: list[CitationRef] = Field(default_factory=list[CitationRef])
+    output_schema: dict[str, Any] | None = Field(
+        default=None, description="The schema the processor designed (auto mode; first page only)."
+    )
+    mcp_tool_calls: list[McpToolCall] | None = None
+    page: PageInfo
+
+
+class Progress(View):
+    """How far a running run has got, from its event stream."""
+
+    progress_meter: float | None = Field(default=None, description="0-100 as reported by the API.")
+    message: str | None = Field(default=None, description="The latest progress message (plan, search, ...).")
+    sources_considered: int | None = None
+    sources_read: int | None = None
+    recent_messages: list[str] = Field(default_factory=list[str])
+
+
+class RunError(View):
+    """Why a run (or a call) failed; quote `ref_id` to Parallel support."""
+
+    message: str
+    ref_id: str | None = None
+
+
+class TaskRunView(View):
+    """A task run as the agent sees it: status, progress, and when completed the (paged) output."""
+
+    run_id: str
+    interaction_id: str | None = Field(
+        default=None, description="Pass as previous_interaction_id to a new run to follow up on this one."
+    )
+    status: TaskRunStatus
+    is_active: bool
+    processor: str
+    elapsed_seconds: float | None = None
+    progress: Progress | None = None
+    retry_after_seconds: int | None = Field(
+        default=None, description="When still active: wait about this long before calling get_task_run again."
+    )
+    next_step: str = Field(description="What to do next, in one sentence.")
+    output: OutputPage | None = None
+    error: RunError | None = None
+    warnings: list[str] = Field(default_factory=list[str])
+    metadata: dict[str, str | int | float | bool] | None = None
+    task_group_id: str | None = None
+    estimated_cost_usd: float | None = Field(default=None, description="List price of this run (per run, USD).")
+    emulated: bool = Field(default=False, description="True when served by the local emulator: not real research.")
