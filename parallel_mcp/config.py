@@ -62,13 +62,17 @@ class Settings(BaseSettings):
     progress_interval: float = Field(
         default=4.0, gt=0, le=5.0, description="Seconds between progress notifications while waiting."
     )
-    emulator_speed: float = Field(default=15.0, gt=0, description="How much faster than real the emulator runs.")
+    emulator_speed: float = Field(default=20.0, gt=0, description="How much faster than real the emulator runs.")
     auth_token: SecretStr | None = Field(
         default=None, description="Bearer token HTTP clients must present to this server (HTTP transports)."
     )
     multi_user: bool = Field(
         default=False, description="HTTP: each request brings its own Parallel key (Authorization or x-api-key)."
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list[str], description="Extra Host values accepted over HTTP (e.g. mcp.example.com:443)."
+    )
+    allowed_origins: list[str] = Field(default_factory=list[str], description="Extra Origin values accepted.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     transport: Literal["stdio", "streamable-http", "sse"] = "stdio"

@@ -1,0 +1,120 @@
+"""The `parallel-mcp` command: serve the MCP server, serve the emulator, or run one task from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from parallel_mcp import __version__
+from parallel_mcp.config import ConfigError, Settings, load_settings
+
+logger = logging.getLogger("parallel_mcp")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parallel-mcp",
+        description="MCP server for Parallel's Task API. With no command, serves MCP over stdio.",
+    )
+    parser.add_argument("--version", action="version", version=f"parallel-mcp {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML config file (default: $PARALLEL_MCP_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more to stderr (-vv for debug)")
+    commands = parser.add_subparsers(dest="command")
+
+    serve = commands.add_parser("serve", help="serve MCP (stdio by default)")
+    serve.add_argument("--transport", choices=["stdio", "streamable-http", "sse"])
+    serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    serve.add_argument("--multi-user", action="store_true", default=None, help="each HTTP request brings its key")
+
+    emulator = commands.add_parser("emulator", help="serve the Task API emulator")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8787)
+    emulator.add_argument("--api-key", help="require this x-api-key (default: accept any)")
+    emulator.add_argument("--speed", type=float, help="how many times faster than the real API (default 15)")
+    emulator.add_argument("--webhook-secret", help="sign webhooks with this secret")
+    emulator.add_argument("--faults", type=Path, help="TOML/JSON file of faults to inject")
+
+    run = commands.add_parser("run", help="run one task through the MCP server and print the result")
+    run.add_argument("question", help="the question or research brief")
+    run.add_argument("--processor", help="processor tier (default from config)")
+    run.add_argument("--schema", type=Path, help="JSON file: an output JSON schema, or a whole task_spec")
+    run.add_argument("--text", action="store_true", help="ask for a markdown report (text schema)")
+    run.add_argument("--timeout", type=float, default=7200.0, help="give up waiting after this many seconds")
+    return parser
+
+
+def _configure_logging(verbosity: int, settings: Settings | None) -> None:
+    level = logging.WARNING
+    if settings is not None:
+        level = getattr(logging, settings.log_level)
+    if verbosity == 1:
+        level = min(level, logging.INFO)
+    elif verbosity >= 2:
+        level = logging.DEBUG
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `parallel-mcp` console script."""
+    args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    try:
+        if command == "emulator":
+            _configure_logging(args.verbose, None)
+            return _serve_emulator(args)
+        overrides: dict[str, object] = {}
+        if command == "serve":
+            overrides = {
+                "transport": getattr(args, "transport", None),
+                "host": getattr(args, "host", None),
+                "port": getattr(args, "port", None),
+                "multi_user": getattr(args, "multi_user", None),
+            }
+        settings = load_settings(args.config, **overrides)
+    except ConfigError as exc:
+        sys.stderr.write(f"parallel-mcp: {exc}\n")
+        return 2
+    _configure_logging(args.verbose, settings)
+    if command == "run":
+        from parallel_mcp.run_command import run_task
+
+        return run_task(args, config_file=args.config)
+    return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
+    import anyio
+
+    from parallel_mcp.server import create_server
+
+    server = create_server(settings)
+    if settings.transport == "stdio":
+        anyio.run(server.run_stdio_async)
+        return 0
+    import uvicorn
+
+    from parallel_mcp.http_app import build_http_app
+
+    app = build_http_app(server, settings, port=settings.port)
+    logger.warning("serving MCP (%s) on http://%s:%d", settings.transport, settings.host, settings.port)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    return 0
+
+
+def _serve_emulator(args: argparse.Namespace) -> int:
+    from parallel_mcp.emulator.config import EmulatorConfig
+    from parallel_mcp.emulator.runner import run_emulator_forever
+
+    config = EmulatorConfig.from_file(args.faults) if args.faults else EmulatorConfig()
+    updates: dict[str, object] = {"api_key": args.api_key, "speed": args.speed, "webhook_secret": args.webhook_secret}
+    config = config.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    run_emulator_forever(config, host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""The tools' domain logic, free of MCP types: create, wait, read back, page and cache runs."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from parallel_mcp.client import AsyncTaskClient
+from parallel_mcp.formatting import page_output
+from parallel_mcp.guidance import (
+    action_required_step,
+    completed_step,
+    elapsed_seconds,
+    failed_step,
+    retry_after_hint,
+    still_running_step,
+)
+from parallel_mcp.models import ErrorObject, TaskRun, TaskRunInput, TaskRunResult
+from parallel_mcp.processors import PROCESSORS, get_processor
+from parallel_mcp.views import Progress, RunError, TaskRunView
+from parallel_mcp.waiter import ProgressSink, WaitOutcome, wait_for_run
+
+logger = logging.getLogger(__name__)
+
+CHARS_PER_TOKEN = 4
+# The text rendering and the structured page both reach the client; each gets a share of the budget.
+PAGE_SHARE = 0.45
+
+
+class CostLimitError(ValueError):
+    """A run's list price is above the configured `max_cost_usd`."""
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """Which part of a completed output to return."""
+
+    offset: int = 0
+    fields: list[str] | None = None
+    include_basis: bool = True
+
+
+def owner_of(api_key: str) -> str:
+    """A stable, non-reversible id for an API key: cache entries never cross keys."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+class ResultCache:
+    """Completed results are immutable: keep recent ones so re-reads and paging cost no request."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._items: OrderedDict[tuple[str, str], TaskRunResult] = OrderedDict()
+        self._capacity = capacity
+
+    def get(self, owner: str, run_id: str) -> TaskRunResult | None:
+        """The cached result of `run_id` for this key's owner, if any."""
+        key = (owner, run_id)
+        result = self._items.get(key)
+        if result is not None:
+            self._items.move_to_end(key)
+        return result
+
+    def put(self, owner: str, result: TaskRunResult) -> None:
+        """Remember a completed result."""
+        key = (owner, result.run.run_id)
+        self._items[key] = result
+        self._items.move_to_end(key)
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+
+def check_cost(processor: str, max_cost_usd: float | None) -> None:
+    """Refuse a processor whose per-run price is above the configured limit.
+
+    Raises:
+        CostLimitError: naming the price, the limit and the processors that fit.
+    """
+    proc = get_processor(processor)
+    if max_cost_usd is None or proc is None or proc.usd_per_run <= max_cost_usd:
+        return
+    fitting = [name for name, p in PROCESSORS.items() if p.usd_per_run <= max_cost_usd]
+    raise CostLimitError(
+        f"processor {processor!r} costs ${proc.usd_per_run:g} per run, above this server's limit of "
+        f"${max_cost_usd:g} (PARALLEL_MCP_MAX_COST_USD). Use one of: {', '.join(fitting) or 'none'}; "
+        "or ask the user to raise the limit."
+    )
+
+
+class RunService:
+    """Creates and reads runs for the tools; one per server, shared by all users."""
+
+    def __init__(
+        self,
+        *,
+        budget_tokens: int,
+        progress_interval: float,
+        emulated: bool,
+        time_scale: float = 1.0,
+        cache: ResultCache | None = None,
+    ) -> None:
+        self.budget_tokens = budget_tokens
+        self.progress_interval = progress_interval
+        self.emulated = emulated
+        self.time_scale = time_scale
+        self.cache = cache or ResultCache()
+
+    @property
+    def page_budget_chars(self) -> int:
+        """Characters allowed for the structured page of one result."""
+        return int(self.budget_tokens * CHARS_PER_TOKEN * PAGE_SHARE)
+
+    async def create(
+        self,
+        client: AsyncTaskClient,
+        owner: str,
+        body: TaskRunInput,
+        *,
+        wait: float,
+        sink: ProgressSink | None,
+    ) -> TaskRunView:
+        """Create a run, then wait up to `wait` seconds for it."""
+        run = await client.create_run(body)
+        logger.info("created run %s on %s", run.run_id, run.processor)
+        return await self._wait_and_view(client, owner, run, wait=wait, sink=sink, page=PageRequest())
+
+    async def get(
+        self,
+        client: AsyncTaskClient,
+        owner: str,
+        run_id: str,
+        *,
+        wait: float,
+        sink: ProgressSink | None,
+        page: PageRequest,
+    ) -> TaskRunView:
+        """Read a run (waiting up to `wait` seconds while it is active) and page its output."""
+        cached = self.cache.get(owner, run_id)
+        if cached is not None:
+            return self.view(cached.run, result=cached, page=page, wait=wait)
+        run = await client.get_run(run_id)
+        return await self._wait_and_view(client, owner, run, wait=wait, sink=sink, page=page)
+
+    async def _wait_and_view(
+        self,
+        client: AsyncTaskClient,
+        owner: str,
+        run: TaskRun,
+        *,
+        wait: float,
+        sink: ProgressSink | None,
+        page: PageRequest,
+    ) -> TaskRunView:
+        if run.status == "completed":
+            # Finished already: one read of the result, no event stream.
+            outcome = WaitOutcome(run=run, result=await client.get_result(run.run_id, timeout=1))
+        elif run.is_active:
+            outcome = await wait_for_run(
+                client, run, wait=wait, sink=sink, interval=self.progress_interval, time_scale=self.time_scale
+            )
+        else:
+            outcome = WaitOutcome(run=run)
+        if outcome.result is not None:
+            self.cache.put(owner, outcome.result)
+        latest = outcome.run or run
+        progress = outcome.progress.to_view()
+        return self.view(latest, result=outcome.result, page=page, wait=wait, progress=progress)
+
+    def view(
+        self,
+        run: TaskRun,
+        *,
+        result: TaskRunResult | None,
+        page: PageRequest,
+        wait: float,
+        progress: Progress | None = None,
+    ) -> TaskRunView:
+        """Build the agent-facing view of a run (and of one page of its output).
+
+        Raises:
+            ValueError: `page.fields` names a field the output does not have.
+        """
+        elapsed = elapsed_seconds(run.created_at)
+        output = None
+        retry_after = None
+        if result is not None:
+            output = page_output(
+                result.output,
+                offset=page.offset,
+                budget_chars=self.page_budget_chars,
+                fields=page.fields,
+                include_basis=page.include_basis,
+            )
+            next_step = completed_step(run.run_id, output.page.next_offset)
+        elif run.status == "failed":
+            next_step = failed_step(run.processor)
+        elif run.status == "action_required":
+            next_step = action_required_step()
+        elif run.is_active:
+            retry_after = retry_after_hint(run.processor, elapsed, time_scale=self.time_scale)
+            next_step = still_running_step(run.run_id, wait, retry_after)
+        else:
+            next_step = f"The run is {run.status}; there is no output to read."
+        proc = get_processor(run.processor)
+        return TaskRunView(
+            run_id=run.run_id,
+            interaction_id=run.interaction_id,
+            status=run.status,
+            is_active=run.is_active,
+            processor=run.processor,
+            elapsed_seconds=round(elapsed, 1) if elapsed is not None else None,
+            progress=progress if run.is_active else None,
+            retry_after_seconds=retry_after,
+            next_step=next_step,
+            output=output,
+            error=_run_error(run.error),
+            warnings=[w.message for w in run.warnings or []],
+            metadata=run.metadata,
+            task_group_id=run.task_group_id,
+            estimated_cost_usd=proc.usd_per_run if proc else None,
+            emulated=self.emulated,
+        )
+
+
+def _run_error(error: ErrorObject | None) -> RunError | None:
+    return RunError(message=error.message, ref_id=error.ref_id or None) if error else None

@@ -1,0 +1,242 @@
+"""The MCP tools: thin wrappers that parse arguments, call the run service and shape results."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field, WithJsonSchema
+
+from parallel_mcp.arguments import (
+    ADVANCED_SETTINGS_SCHEMA,
+    MCP_SERVERS_SCHEMA,
+    METADATA_SCHEMA,
+    SOURCE_POLICY_SCHEMA,
+    TASK_SPEC_SCHEMA,
+    WEBHOOK_SCHEMA,
+    ArgumentError,
+    build_run_input,
+    parse_fields,
+)
+from parallel_mcp.config import MAX_WAIT_SECONDS
+from parallel_mcp.errors import ParallelMCPError
+from parallel_mcp.formatting import render_view
+from parallel_mcp.guidance import describe_error
+from parallel_mcp.runtime import AppContext, client_for
+from parallel_mcp.service import CostLimitError, PageRequest, check_cost
+from parallel_mcp.views import TaskRunView
+from parallel_mcp.waiter import ProgressSink
+
+logger = logging.getLogger(__name__)
+
+ProcessorName = Literal[
+    "lite",
+    "lite-fast",
+    "base",
+    "base-fast",
+    "core",
+    "core-fast",
+    "core2x",
+    "core2x-fast",
+    "pro",
+    "pro-fast",
+    "ultra",
+    "ultra-fast",
+    "ultra2x",
+    "ultra2x-fast",
+    "ultra4x",
+    "ultra4x-fast",
+    "ultra8x",
+    "ultra8x-fast",
+]
+WaitSeconds = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description="Seconds to wait for the run to finish within this call (0-50; default from the server's "
+        "config, about 25). Progress is reported while waiting. The call returns early when the run ends.",
+    ),
+]
+ToolContext = Context[AppContext, Any]
+
+CREATE_ANNOTATIONS = ToolAnnotations(
+    title="Create a Parallel task run",
+    read_only_hint=False,
+    destructive_hint=False,
+    idempotent_hint=False,
+    open_world_hint=True,
+)
+GET_ANNOTATIONS = ToolAnnotations(
+    title="Get a Parallel task run",
+    read_only_hint=True,
+    destructive_hint=False,
+    idempotent_hint=True,
+    open_world_hint=True,
+)
+
+
+def _respond(view: TaskRunView) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=render_view(view))],
+        structured_content=view.model_dump(mode="json"),
+    )
+
+
+def _sink(ctx: ToolContext) -> ProgressSink:
+    async def send(progress: float, total: float | None, message: str) -> None:
+        await ctx.report_progress(progress, total, message)
+
+    return send
+
+
+def _present(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+async def create_task_run(
+    ctx: ToolContext,
+    input: Annotated[
+        str | dict[str, Any],
+        Field(
+            description="The question or research brief (string), or a JSON object of data to enrich "
+            "(match task_spec.input_schema when given). Task spec + input: at most 25,000 characters."
+        ),
+    ],
+    processor: Annotated[
+        ProcessorName | None,
+        Field(description="Processor tier; higher tiers research deeper, slower and dearer. Default: server config."),
+    ] = None,
+    task_spec: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema(TASK_SPEC_SCHEMA),
+        Field(
+            description='What to produce. output_schema: {"type": "json", "json_schema": {...}} for structured '
+            "fields (root object, every property required, additionalProperties false, depth <= 5, <= 100 "
+            'properties), {"type": "text", "description": "..."} for a markdown report with citations, or '
+            '{"type": "auto"} to let pro+ processors design the schema. Omit for auto.'
+        ),
+    ] = None,
+    metadata: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema(METADATA_SCHEMA),
+        Field(description="Your labels, echoed on the run: keys <= 16 chars, scalar values <= 512 chars."),
+    ] = None,
+    source_policy: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema(SOURCE_POLICY_SCHEMA),
+        Field(
+            description="Restrict sources: include_domains / exclude_domains (bare domains like example.com or "
+            ".gov, <= 200 in total) and after_date (YYYY-MM-DD). Can lower quality; prefer steering in the input."
+        ),
+    ] = None,
+    advanced_settings: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema(ADVANCED_SETTINGS_SCHEMA),
+        Field(description='Advanced: {"location": "us"} (ISO country code) for geo-targeted search.'),
+    ] = None,
+    previous_interaction_id: Annotated[
+        str | None,
+        Field(description="interaction_id of an earlier run, to follow up on it with its context."),
+    ] = None,
+    mcp_servers: Annotated[
+        list[dict[str, Any]] | None,
+        WithJsonSchema(MCP_SERVERS_SCHEMA),
+        Field(
+            description="Up to 10 remote MCP servers (streamable HTTP) whose tools the run may call: "
+            "{name, url, headers?, allowed_tools?}. Header values are sent to that server only, never echoed."
+        ),
+    ] = None,
+    enable_events: Annotated[
+        bool | None,
+        Field(description="Record detailed progress events (on by default for pro and above)."),
+    ] = None,
+    webhook: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema(WEBHOOK_SCHEMA),
+        Field(description="{url} to receive a signed task_run.status POST when the run ends."),
+    ] = None,
+    memory_scope_key: Annotated[
+        str | None, Field(description="Memory scope to use for this run (optional; omit for personal memory).")
+    ] = None,
+    wait_seconds: WaitSeconds = None,
+) -> Annotated[CallToolResult, TaskRunView]:
+    """Start a Parallel Task API run: web research or structured enrichment with cited sources.
+
+    Use it for questions that need current, cited web research, or to fill a JSON schema of fields
+    about an entity. Runs take 10 s to 2 h by processor (band, price per run):
+    lite 10 s-1 min $0.005, base 15 s-2 min $0.01, core 1-5 min $0.025, core2x 1-10 min $0.05,
+    pro 2-10 min $0.1, ultra 5-25 min $0.3, ultra2x 5-50 min $0.6, ultra4x 5-90 min $1.2,
+    ultra8x 5 min-2 h $2.4; "-fast" variants are 2-5x faster at the same price.
+    The call waits up to wait_seconds and returns the result if the run finished, otherwise its
+    status and run_id: then call get_task_run(run_id, wait_seconds) until it completes. Each call
+    starts a new billed run; the Task API has no cancel.
+    """
+    app = ctx.request_context.lifespan_context
+    client, owner = client_for(app, ctx.headers)
+    arguments = _present(
+        {
+            "input": input,
+            "processor": processor or app.settings.default_processor,
+            "task_spec": task_spec,
+            "metadata": metadata,
+            "source_policy": source_policy,
+            "advanced_settings": advanced_settings,
+            "previous_interaction_id": previous_interaction_id,
+            "mcp_servers": mcp_servers,
+            "enable_events": enable_events,
+            "webhook": webhook,
+            "memory_scope_key": memory_scope_key,
+        }
+    )
+    wait = app.settings.wait_seconds if wait_seconds is None else wait_seconds
+    try:
+        body = build_run_input(arguments)
+        check_cost(body.processor, app.settings.max_cost_usd)
+        view = await app.service.create(client, owner, body, wait=wait, sink=_sink(ctx))
+    except (ArgumentError, CostLimitError) as exc:
+        raise ToolError(str(exc)) from None
+    except ParallelMCPError as exc:
+        raise ToolError(describe_error(exc)) from None
+    return _respond(view)
+
+
+async def get_task_run(
+    ctx: ToolContext,
+    run_id: Annotated[str, Field(min_length=1, description="The run_id returned by create_task_run (trun_...).")],
+    wait_seconds: WaitSeconds = None,
+    offset: Annotated[
+        int, Field(ge=0, description="Where the page starts (from page.next_offset of the previous call).")
+    ] = 0,
+    fields: Annotated[
+        list[str] | None,
+        Field(description="Only these top-level output fields (json output), with their basis and citations."),
+    ] = None,
+    include_basis: Annotated[
+        bool, Field(description="Include per-field reasoning, confidence and citations (default true).")
+    ] = True,
+) -> Annotated[CallToolResult, TaskRunView]:
+    """Get a task run's status, or its result once completed, waiting up to wait_seconds.
+
+    While the run is active this waits (with progress) and then returns status, progress and
+    retry_after_seconds: a still-running run is normal, not an error; call again later with the
+    same run_id. When completed it returns the output with numbered citations and per-field
+    confidence, one page at a time: follow next_step / page.next_offset for more, or narrow with
+    fields. When failed it returns the error and its ref_id. Completed results are cached, so
+    re-reading pages is cheap.
+    """
+    app = ctx.request_context.lifespan_context
+    client, owner = client_for(app, ctx.headers)
+    wait = app.settings.wait_seconds if wait_seconds is None else wait_seconds
+    page = PageRequest(offset=offset, fields=parse_fields(fields), include_basis=include_basis)
+    try:
+        view = await app.service.get(client, owner, run_id.strip(), wait=wait, sink=_sink(ctx), page=page)
+    except ValueError as exc:
+        raise ToolError(str(exc)) from None
+    except ParallelMCPError as exc:
+        raise ToolError(describe_error(exc, run_id=run_id)) from None
+    return _respond(view)
