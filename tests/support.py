@@ -1,0 +1,74 @@
+"""Shared test helpers: an emulator on loopback, a Task API client for it, and an MCP client session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from mcp import Client
+from mcp.types import CallToolResult, TextContent
+
+from parallel_mcp.client import AsyncTaskClient
+from parallel_mcp.config import Settings
+from parallel_mcp.emulator.config import EmulatorConfig
+from parallel_mcp.emulator.runner import RunningEmulator, serve_emulator
+from parallel_mcp.server import create_server
+
+API_KEY = "test-key-0123456789"
+
+
+@dataclass
+class Session:
+    """An MCP client connected in memory to a server backed by a live emulator."""
+
+    mcp: Client
+    emulator: RunningEmulator
+    client: AsyncTaskClient
+
+    async def call(self, tool: str, arguments: dict[str, Any], **kwargs: Any) -> CallToolResult:
+        """Call a tool; the result may be an error (check `is_error`)."""
+        return await self.mcp.call_tool(tool, arguments, **kwargs)
+
+
+@asynccontextmanager
+async def emulator_client(
+    config: EmulatorConfig | None = None, *, max_retries: int = 2
+) -> AsyncGenerator[tuple[RunningEmulator, AsyncTaskClient]]:
+    """A live emulator and an `AsyncTaskClient` pointed at it."""
+    config = (config or EmulatorConfig()).model_copy(update={"api_key": API_KEY})
+    async with serve_emulator(config) as emulator:
+        async with AsyncTaskClient(api_key=API_KEY, base_url=emulator.base_url, max_retries=max_retries) as client:
+            yield emulator, client
+
+
+@asynccontextmanager
+async def mcp_session(
+    config: EmulatorConfig | None = None,
+    *,
+    mode: Literal["auto", "legacy"] = "auto",
+    max_retries: int = 2,
+    **settings: Any,
+) -> AsyncGenerator[Session]:
+    """An in-memory MCP session with `create_server`, its client aimed at a live emulator.
+
+    `settings` are `Settings` fields (e.g. `wait_seconds=0`); results are marked emulated.
+    """
+    settings.setdefault("emulator_speed", (config or EmulatorConfig()).speed)
+    async with emulator_client(config, max_retries=max_retries) as (emulator, client):
+        server = create_server(Settings(**settings), client=client, emulated=True)
+        async with Client(server, mode=mode) as mcp:
+            yield Session(mcp=mcp, emulator=emulator, client=client)
+
+
+def text_of(result: CallToolResult) -> str:
+    """The text content of a tool result."""
+    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+
+
+def structured(result: CallToolResult) -> dict[str, Any]:
+    """The structured content of a successful tool result."""
+    assert not result.is_error, text_of(result)
+    assert isinstance(result.structured_content, dict)
+    return cast(dict[str, Any], result.structured_content)
