@@ -38,9 +38,11 @@ async def emulator_client(
 ) -> AsyncGenerator[tuple[RunningEmulator, AsyncTaskClient]]:
     """A live emulator and an `AsyncTaskClient` pointed at it."""
     config = (config or EmulatorConfig()).model_copy(update={"api_key": API_KEY})
-    async with serve_emulator(config) as emulator:
-        async with AsyncTaskClient(api_key=API_KEY, base_url=emulator.base_url, max_retries=max_retries) as client:
-            yield emulator, client
+    async with (
+        serve_emulator(config) as emulator,
+        AsyncTaskClient(api_key=API_KEY, base_url=emulator.base_url, max_retries=max_retries) as client,
+    ):
+        yield emulator, client
 
 
 @asynccontextmanager

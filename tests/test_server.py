@@ -109,9 +109,8 @@ async def test_progress_notifications_are_sent_while_waiting_and_strictly_increa
 
     async with mcp_session(EmulatorConfig(speed=40), progress_interval=0.2) as session:
         with anyio.fail_after(20):
-            result = await session.call(
-                "create_task_run", {"input": "q", "processor": "base", "wait_seconds": 20}, progress_callback=on_progress
-            )
+            arguments = {"input": "q", "processor": "base", "wait_seconds": 20}
+            result = await session.call("create_task_run", arguments, progress_callback=on_progress)
     assert structured(result)["status"] == "completed"
     assert len(updates) >= 2
     values = [u[0] for u in updates]

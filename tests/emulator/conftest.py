@@ -1,0 +1,60 @@
+"""Helpers for emulator tests: a live emulator on a loopback port and an HTTP client for it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import httpx2
+
+from parallel_mcp.emulator.config import EmulatorConfig
+from parallel_mcp.emulator.runner import RunningEmulator, serve_emulator
+
+API_KEY = "test-key"
+HEADERS = {"x-api-key": API_KEY}
+
+
+@asynccontextmanager
+async def running(**config: Any) -> AsyncGenerator[tuple[RunningEmulator, httpx2.AsyncClient]]:
+    """An emulator (config from keywords, `api_key` defaults to `API_KEY`) and a client that sends the key."""
+    config.setdefault("api_key", API_KEY)
+    async with (
+        serve_emulator(EmulatorConfig(**config)) as emu,
+        httpx2.AsyncClient(base_url=emu.base_url, headers=HEADERS, timeout=10.0) as client,
+    ):
+        yield emu, client
+
+
+def body(response: httpx2.Response) -> dict[str, Any]:
+    """The JSON object a response carries."""
+    return cast(dict[str, Any], response.json())
+
+
+def assert_api_error(response: httpx2.Response, status: int, *needles: str) -> dict[str, Any]:
+    """Check the `{"type":"error","error":{ref_id,message}}` shape and that the message names `needles`."""
+    assert response.status_code == status, response.text
+    data = body(response)
+    assert data["type"] == "error"
+    error = cast(dict[str, Any], data["error"])
+    assert isinstance(error["ref_id"], str) and error["ref_id"]
+    for needle in needles:
+        assert needle in error["message"], error["message"]
+    return error
+
+
+async def read_sse(response: httpx2.Response) -> list[tuple[str, dict[str, Any]]]:
+    """Every (event type, payload) of an SSE response, until the server closes it."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    async for sse in httpx2.EventSource(response):
+        events.append((sse.event, cast(dict[str, Any], json.loads(sse.data))))
+    return events
+
+
+async def create(client: httpx2.AsyncClient, **fields: Any) -> dict[str, Any]:
+    """Create a run (default: a lite question) and return the TaskRun."""
+    payload: dict[str, Any] = {"input": "What is the capital of France?", "processor": "lite", **fields}
+    response = await client.post("/v1/tasks/runs", json=payload)
+    assert response.status_code == 202, response.text
+    return body(response)
