@@ -95,13 +95,9 @@ def _serve(settings: Settings) -> int:
     if settings.transport == "stdio":
         anyio.run(server.run_stdio_async)
         return 0
-    import uvicorn
+    from parallel_mcp.http_app import serve_http
 
-    from parallel_mcp.http_app import build_http_app
-
-    app = build_http_app(server, settings, port=settings.port)
-    logger.warning("serving MCP (%s) on http://%s:%d", settings.transport, settings.host, settings.port)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    anyio.run(serve_http, server, settings)
     return 0
 
 

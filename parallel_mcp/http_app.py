@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
+import socket
 from typing import Any
 
+import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from parallel_mcp.config import Settings
 
+logger = logging.getLogger(__name__)
 
 
 class BearerAuthMiddleware:
@@ -45,18 +49,18 @@ class BearerAuthMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def transport_security(settings: Settings, port: int) -> TransportSecuritySettings:
-    """DNS-rebinding protection: loopback names on the bound port, plus any configured hosts."""
-    hosts = [f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")]
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """DNS-rebinding protection: loopback names on any port, plus the configured hosts and origins."""
+    hosts = [f"{name}:*" for name in ("127.0.0.1", "localhost", "[::1]")]
     hosts.extend(settings.allowed_hosts)
     origins = [f"http://{host}" for host in hosts]
     origins.extend(settings.allowed_origins)
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
-def build_http_app(server: MCPServer[Any], settings: Settings, *, port: int) -> ASGIApp:
+def build_http_app(server: MCPServer[Any], settings: Settings) -> ASGIApp:
     """The ASGI app for `streamable-http` or `sse`, wrapped in bearer auth when a token is set."""
-    security = transport_security(settings, port)
+    security = transport_security(settings)
     if settings.transport == "sse":
         app: ASGIApp = server.sse_app(transport_security=security, host=settings.host)
     else:
@@ -64,3 +68,26 @@ def build_http_app(server: MCPServer[Any], settings: Settings, *, port: int) -> 
     if settings.auth_token is not None:
         app = BearerAuthMiddleware(app, settings.auth_token.get_secret_value())
     return app
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """Logs the real address once the socket is bound (port 0 picks a free port)."""
+
+    def __init__(self, config: uvicorn.Config, path: str) -> None:
+        super().__init__(config)
+        self._path = path
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self.servers and self.servers[0].sockets:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            logger.warning("parallel-mcp listening on http://%s:%d%s", host, port, self._path)
+
+
+async def serve_http(server: MCPServer[Any], settings: Settings) -> None:
+    """Serve MCP over streamable HTTP (`/mcp`) or SSE (`/sse`) until interrupted."""
+    app = build_http_app(server, settings)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), log_config=None
+    )
+    await _AnnouncingServer(config, "/sse" if settings.transport == "sse" else "/mcp").serve()

@@ -33,8 +33,9 @@ class Processor:
 
 
 def format_duration(seconds: float) -> str:
-    """Render a duration compactly: ``45 s``, ``5 min``, ``2 h``."""
-    if seconds < 60:
+    """Render a duration compactly: ``45 s``, ``100 s``, ``5 min``, ``1.5 h``, ``2 h``."""
+    # 100 s stays "100 s": rounding it to "2 min" would misstate a documented band.
+    if seconds < 60 or (seconds < 3600 and seconds % 60):
         return f"{seconds:.0f} s"
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"

@@ -97,14 +97,17 @@ def check_output_schema(schema: dict[str, Any]) -> SchemaReport:
     return report
 
 
-def _walk(node: dict[str, Any], path: str, depth: int, report: SchemaReport, counts: dict[str, int]) -> None:
+def _walk(
+    node: dict[str, Any], path: str, depth: int, report: SchemaReport, counts: dict[str, int], in_union: bool = False
+) -> None:
     if depth > MAX_DEPTH:
         report.errors.append(f"{path} is nested {depth} levels deep; the limit is {MAX_DEPTH}")
         return
     for keyword in sorted(UNSUPPORTED_KEYWORDS.intersection(node)):
         report.errors.append(f"{path} uses the unsupported keyword {keyword!r}; describe the constraint in words")
     types = _types_of(node)
-    if types == ["null"]:
+    # `{"type": "null"}` as an anyOf/oneOf option is how pydantic spells Optional: a union, so allowed.
+    if types == ["null"] and not in_union:
         report.errors.append(f'{path} has type "null" alone; null is allowed only in a union like ["string", "null"]')
     enum = node.get("enum")
     if isinstance(enum, list):
@@ -139,7 +142,7 @@ def _walk(node: dict[str, Any], path: str, depth: int, report: SchemaReport, cou
             for index, option in enumerate(cast(list[object], options)):
                 option_dict = _as_dict(option)
                 if option_dict is not None:
-                    _walk(option_dict, f"{path}.{union_key}[{index}]", depth, report, counts)
+                    _walk(option_dict, f"{path}.{union_key}[{index}]", depth, report, counts, union_key != "allOf")
     for defs_key in ("$defs", "definitions"):
         defs = _as_dict(node.get(defs_key))
         if defs is not None:

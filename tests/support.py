@@ -72,5 +72,6 @@ def text_of(result: CallToolResult) -> str:
 def structured(result: CallToolResult) -> dict[str, Any]:
     """The structured content of a successful tool result."""
     assert not result.is_error, text_of(result)
-    assert isinstance(result.structured_content, dict)
-    return cast(dict[str, Any], result.structured_content)
+    content: object = result.structured_content
+    assert isinstance(content, dict)
+    return cast(dict[str, Any], content)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class WireModel(BaseModel):
     """Base for response objects: tolerant, keeps fields the API adds later."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # serialize_by_alias: a plain dump must give wire names (`taskgroup_id`), as the SDK and the emulator need.
+    model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
 
 
 class ErrorObject(WireModel):
@@ -52,6 +53,12 @@ class FieldBasis(WireModel):
     reasoning: str
     citations: list[Citation] = Field(default_factory=list[Citation])
     confidence: str | None = None
+
+    @field_validator("citations", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        # The spec says a non-null array, but the SDK types it Optional; accept null as "no citations".
+        return [] if value is None else value
 
 
 class McpToolCall(WireModel):

@@ -1,0 +1,718 @@
+"""Deterministic, obviously emulated outputs and progress scripts for the Task API emulator.
+
+Everything derives from a `random.Random` seeded with a sha256 of the request's canonical JSON, so
+the same request always gets the same answer and the same progress events, across processes.
+Outputs have the shapes the real API returns (json content conforming to the schema, markdown
+reports with inline citations, large auto-mode deep research) and say plainly that they are
+emulated; citations point at invented sites on reserved TLDs (see `fake_web`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Final, cast
+
+from parallel_mcp.emulator.fake_web import FakeWeb
+from parallel_mcp.models import (
+    AutoSchema,
+    Citation,
+    FieldBasis,
+    JsonSchema,
+    McpToolCall,
+    TaskRunInput,
+    TaskRunJsonOutput,
+    TaskRunTextOutput,
+    TextSchema,
+)
+from parallel_mcp.processors import FAST_SUFFIX, TIER_NAMES, is_premium
+
+__all__ = ["ProgressStep", "build_output", "progress_script"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressStep:
+    """One event of an emulated run's progress, placed at a fraction of the run's duration."""
+
+    at: float
+    """Fraction of the run's duration, in (0, 1), strictly increasing across a script."""
+    kind: str
+    """`plan`, `search`, `result`, `exec_status`, `tool_call` (progress messages) or `stats`."""
+    message: str | None = None
+    """The message of a progress-message step."""
+    progress_meter: float | None = None
+    """For `stats`: 0..100, increasing across the script."""
+    num_sources_considered: int | None = None
+    num_sources_read: int | None = None
+    sources_read_sample: list[str] | None = None
+
+
+# --- per-tier sizes ---------------------------------------------------------------------------
+
+_TIER_INDEX: Final[dict[str, int]] = {name: index for index, name in enumerate(TIER_NAMES)}
+# Auto-mode basis fields per premium tier; ultra8x mirrors a documented run (124 fields, 610 citations).
+_AUTO_FIELDS: Final[dict[str, int]] = {"pro": 20, "ultra": 40, "ultra2x": 60, "ultra4x": 90, "ultra8x": 124}
+# (min, max) citations per auto basis field; the ultra8x average of 5 gives ~600 citations.
+_AUTO_CITATIONS: Final[dict[str, tuple[int, int]]] = {
+    "pro": (1, 3),
+    "ultra": (2, 4),
+    "ultra2x": (2, 5),
+    "ultra4x": (3, 6),
+    "ultra8x": (4, 6),
+}
+_POOL_SIZE: Final[tuple[int, ...]] = (6, 8, 10, 12, 20, 30, 45, 60, 90)
+_SEARCHES: Final[tuple[int, ...]] = (2, 3, 4, 5, 6, 8, 10, 12, 15)
+_REPORT_SECTIONS: Final[tuple[int, ...]] = (1, 1, 2, 2, 3, 4, 5, 6, 8)
+# The docs say lite and core make at most one MCP tool call; base sits between them.
+_SINGLE_TOOL_CALL_TIERS: Final[int] = 3
+# Fill depth guard for recursive `$ref`s.
+_MAX_FILL_DEPTH: Final[int] = 12
+
+# --- vocabulary -------------------------------------------------------------------------------
+
+# fmt: off
+_STOPWORDS: Final[frozenset[str]] = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do", "does", "for",
+    "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or",
+    "our", "should", "so", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to",
+    "was", "we", "were", "what", "when", "where", "which", "who", "whom", "why", "will", "with", "would", "you",
+    "your", "about", "give", "find", "list", "tell", "please", "compare", "explain", "describe", "show", "provide",
+    "latest", "current",
+})
+# fmt: on
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]+")
+_FACETS: Final[tuple[str, ...]] = (
+    "overview",
+    "latest developments",
+    "key players",
+    "market size",
+    "regulation",
+    "criticism and risks",
+    "statistics",
+    "case studies",
+    "expert analysis",
+    "historical timeline",
+    "outlook",
+    "funding and investment",
+    "technology",
+    "regional differences",
+    "customer adoption",
+    "open questions",
+)
+_ORG_SUFFIXES: Final[tuple[str, ...]] = ("Labs", "Group", "Institute", "Systems", "Partners", "Holdings", "Collective")
+_FIRST_NAMES: Final[tuple[str, ...]] = ("Alex", "Sam", "Jordan", "Robin", "Casey", "Morgan", "Avery", "Quinn")
+_LAST_NAMES: Final[tuple[str, ...]] = ("Example", "Placeholder", "Sample", "Mock", "Fixture", "Stand-in")
+_CONFIDENCE: Final[tuple[str, ...]] = ("high", "high", "medium", "medium", "low")
+_REASONING: Final[tuple[str, ...]] = (
+    "Emulated reasoning: {what} for {subject} was assembled from {n} invented source(s); no web research ran.",
+    "The emulator derived {what} deterministically from the request about {subject}, citing {n} invented page(s).",
+    "Emulated: {n} invented source(s) were 'read' to produce {what}; treat the value as a placeholder.",
+)
+
+
+# --- request context --------------------------------------------------------------------------
+
+
+def _seed(run_input: TaskRunInput) -> str:
+    """A stable hex digest of the parts of the request that decide its output."""
+    wire = run_input.model_dump(
+        mode="json", include={"input", "processor", "task_spec", "source_policy"}, exclude_none=True
+    )
+    canonical = json.dumps(wire, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _flatten_input(value: str | dict[str, Any]) -> str:
+    if isinstance(value, str):
+        return value
+    parts: list[str] = []
+    for key, item in value.items():
+        if isinstance(item, str | int | float) and not isinstance(item, bool):
+            parts.append(str(item))
+        else:
+            parts.append(key)
+    return " ".join(parts)
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] or text[:limit]
+    return cut + "..."
+
+
+def _subject(value: str | dict[str, Any]) -> str:
+    """A short quotable description of the input."""
+    if isinstance(value, str):
+        return _shorten(value, 70)
+    scalars = [str(v) for v in value.values() if isinstance(v, str | int | float) and not isinstance(v, bool)]
+    return _shorten(", ".join(scalars) if scalars else json.dumps(value, sort_keys=True), 70) or "the input"
+
+
+def _topic_words(value: str | dict[str, Any]) -> list[str]:
+    words: list[str] = []
+    for word in _WORD.findall(_flatten_input(value)[:2000]):
+        lower = word.lower()
+        if len(lower) >= 3 and lower not in _STOPWORDS and lower not in words:
+            words.append(lower)
+        if len(words) == 6:
+            break
+    return words or ["research"]
+
+
+class _Run:
+    """What the generators know about one request, plus its seeded random sources."""
+
+    def __init__(self, run_input: TaskRunInput) -> None:
+        self.input = run_input
+        self.seed = _seed(run_input)
+        self.tier = run_input.processor.removesuffix(FAST_SUFFIX)
+        # Unknown processors are rejected before a run exists; default to `core` sizes just in case.
+        self.tier_index = _TIER_INDEX.get(self.tier, 2)
+        self.premium = is_premium(run_input.processor)
+        self.subject = _subject(run_input.input)
+        # Field values quote a shorter form so json content stays compact.
+        self.short = _shorten(self.subject, 40).rstrip("?.!:;, ")
+        self.words = _topic_words(run_input.input)
+        self.topic = " ".join(self.words[:3])
+        self.web = FakeWeb(
+            self.rng("web"), self.words, self.subject, run_input.source_policy, _POOL_SIZE[self.tier_index]
+        )
+
+    def rng(self, purpose: str) -> random.Random:
+        """An independent random source per purpose, so the output and the script don't disturb each other."""
+        return random.Random(f"{self.seed}:{purpose}")
+
+
+# --- values from JSON schemas -----------------------------------------------------------------
+
+
+def _humanize(name: str) -> str:
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).replace("_", " ").replace("-", " ").split()
+    return " ".join(words).lower() or "value"
+
+
+def _as_schema(value: object) -> dict[str, Any] | None:
+    return cast(dict[str, Any], value) if isinstance(value, dict) else None
+
+
+def _types_of(node: dict[str, Any]) -> list[str]:
+    raw = node.get("type")
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list):
+        return [str(t) for t in cast(list[object], raw)]
+    return []
+
+
+class _Filler:
+    """Builds a value conforming to a JSON schema, with plausible strings that mention the input."""
+
+    def __init__(self, run: _Run, rng: random.Random, root: dict[str, Any], items: tuple[int, int]) -> None:
+        self.run = run
+        self.rng = rng
+        self.root = root
+        self.items = items
+
+    def resolve(self, node: dict[str, Any]) -> dict[str, Any]:
+        """Follow local `$ref`s (`#`, `#/$defs/...`), keeping sibling keywords such as `description`."""
+        for _ in range(_MAX_FILL_DEPTH):
+            ref = node.get("$ref")
+            if not isinstance(ref, str) or not ref.startswith("#"):
+                return node
+            target: object = self.root
+            for part in ref.removeprefix("#").strip("/").split("/") if ref != "#" else []:
+                key = part.replace("~1", "/").replace("~0", "~")
+                target = cast(dict[str, object], target).get(key) if isinstance(target, dict) else None
+            resolved = _as_schema(target)
+            if resolved is None:
+                return {k: v for k, v in node.items() if k != "$ref"}
+            node = {**resolved, **{k: v for k, v in node.items() if k != "$ref"}}
+        return node
+
+    def value(self, node: dict[str, Any], name: str, depth: int, index: int = 0) -> Any:
+        node = self.resolve(node)
+        if "const" in node:
+            return node["const"]
+        enum = node.get("enum")
+        if isinstance(enum, list) and enum:
+            options = cast(list[object], enum)
+            return self.rng.choice([v for v in options if v is not None] or options)
+        for union in ("anyOf", "oneOf"):
+            raw_options = node.get(union)
+            if isinstance(raw_options, list):
+                options = [o for o in map(_as_schema, cast(list[object], raw_options)) if o is not None]
+                non_null = [o for o in options if _types_of(self.resolve(o)) != ["null"]]
+                if options:
+                    return self.value(self.rng.choice(non_null or options), name, depth, index)
+        all_of = node.get("allOf")
+        if isinstance(all_of, list):
+            merged = {k: v for k, v in node.items() if k != "allOf"}
+            for part in map(_as_schema, cast(list[object], all_of)):
+                if part is not None:
+                    part = self.resolve(part)
+                    props = {**cast(dict[str, Any], merged.get("properties", {})), **part.get("properties", {})}
+                    merged = {**part, **merged, "properties": props} if props else {**part, **merged}
+            return self.value(merged, name, depth, index)
+        types = [t for t in _types_of(node) if t != "null"]
+        if not types:
+            if _types_of(node) == ["null"]:
+                return None
+            types = ["object" if "properties" in node else "array" if "items" in node else "string"]
+        kind = types[0]
+        if depth > _MAX_FILL_DEPTH:
+            minimal: dict[str, Any] = {"object": {}, "array": [], "string": "", "number": 0, "integer": 0}
+            return minimal.get(kind, False)
+        if kind == "object":
+            return self.object(node, depth)
+        if kind == "array":
+            return self.array(node, name, depth)
+        if kind == "integer":
+            return self.integer(name)
+        if kind == "number":
+            return self.number(name)
+        if kind == "boolean":
+            return self.rng.random() < 0.6
+        return self.string(name, node, index)
+
+    def object(self, node: dict[str, Any], depth: int) -> dict[str, Any]:
+        properties = _as_schema(node.get("properties")) or {}
+        result = {
+            key: self.value(child, key, depth + 1)
+            for key, raw in properties.items()
+            if (child := _as_schema(raw)) is not None
+        }
+        extra = _as_schema(node.get("additionalProperties"))
+        if not properties and extra is not None:
+            result[self.run.words[0]] = self.value(extra, self.run.words[0], depth + 1)
+        return result
+
+    def array(self, node: dict[str, Any], name: str, depth: int) -> list[Any]:
+        prefix = node.get("prefixItems")
+        if isinstance(prefix, list):
+            parts = [_as_schema(p) or {} for p in cast(list[object], prefix)]
+            return [self.value(part, name, depth + 1, i) for i, part in enumerate(parts)]
+        items = _as_schema(node.get("items")) or {"type": "string"}
+        singular = name.removesuffix("s") if len(name) > 3 else name
+        count = self.rng.randint(*self.items)
+        return [self.value(items, singular, depth + 1, i) for i in range(count)]
+
+    def integer(self, name: str) -> int:
+        key = name.lower()
+        if "year" in key or "founded" in key:
+            return self.rng.randint(1990, 2025)
+        if any(k in key for k in ("employee", "headcount", "count", "number", "num_", "total", "size")):
+            return self.rng.randint(5, 5000)
+        if any(k in key for k in ("rank", "position", "priority")):
+            return self.rng.randint(1, 10)
+        return self.rng.randint(1, 500)
+
+    def number(self, name: str) -> float:
+        key = name.lower()
+        if any(k in key for k in ("percent", "share", "rate", "margin", "ratio", "growth", "cagr")):
+            return round(self.rng.uniform(1, 60), 1)
+        if any(k in key for k in ("revenue", "usd", "price", "cost", "funding", "valuation", "amount", "value")):
+            return float(round(self.rng.uniform(1e5, 5e8), -3))
+        if any(k in key for k in ("score", "rating")):
+            return round(self.rng.uniform(1, 5), 1)
+        return round(self.rng.uniform(1, 1000), 2)
+
+    def string(self, name: str, node: dict[str, Any], index: int) -> str:
+        key = name.lower()
+        rng = self.rng
+        run = self.run
+        if any(k in key for k in ("url", "website", "link", "homepage")):
+            return rng.choice(run.web.sources).url
+        if "email" in key:
+            return f"contact@{run.words[0]}-emulated.example"
+        if "phone" in key:
+            return f"+1-555-01{rng.randint(0, 99):02d}"
+        if "date" in key or key.endswith("_at") or key == "when":
+            return f"{rng.randint(2019, 2025)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        if "year" in key:
+            return str(rng.randint(1990, 2025))
+        if any(k in key for k in ("ceo", "founder", "person", "author", "contact", "executive", "expert", "leader")):
+            return f"{rng.choice(_FIRST_NAMES)} {rng.choice(_LAST_NAMES)} (emulated)"
+        if key in {"name", "company", "organization", "organisation", "player"} or key.endswith(
+            ("_name", "company", "player", "organization")
+        ):
+            return f"{run.words[index % len(run.words)].capitalize()} {rng.choice(_ORG_SUFFIXES)} (emulated)"
+        if any(k in key for k in ("country", "region", "location", "headquarters", "city", "jurisdiction")):
+            return rng.choice(("Exampleland", "North Placeholder", "Sample Region", "Mock County", "Testshire"))
+        long_text = any(
+            k in key
+            for k in ("description", "summary", "overview", "reason", "note", "explanation", "analysis", "outlook")
+        )
+        if long_text or "description" in node:
+            facet = rng.choice(_FACETS)
+            return f"Emulated {_humanize(name)} for {run.short}, with placeholder notes on {facet}."
+        return f"{rng.choice(_FACETS).capitalize()} ({_humanize(name)}) of {run.short}"
+
+
+# --- basis ------------------------------------------------------------------------------------
+
+
+def _basis_entry(run: _Run, rng: random.Random, field: str, count: int) -> FieldBasis:
+    what = _humanize(field.replace(".", " "))
+    citations = run.web.citations(rng, count, what)
+    reasoning = rng.choice(_REASONING).format(what=what, subject=run.subject, n=len(citations))
+    return FieldBasis(field=field, reasoning=reasoning, citations=citations, confidence=rng.choice(_CONFIDENCE))
+
+
+def _paths(value: object, prefix: str, depth: int) -> list[str]:
+    """`prefix` and the dot paths below it (object keys and array indexes), `depth` segments deep at most."""
+    paths = [prefix]
+    if depth <= 1:
+        return paths
+    if isinstance(value, dict):
+        for key, child in cast(dict[str, object], value).items():
+            paths += _paths(child, f"{prefix}.{key}", depth - 1)
+    elif isinstance(value, list):
+        for index, child in enumerate(cast(list[object], value)):
+            paths += _paths(child, f"{prefix}.{index}", depth - 1)
+    return paths
+
+
+# --- json outputs -----------------------------------------------------------------------------
+
+
+def _json_output(run: _Run, schema: dict[str, Any], mcp_tool_calls: list[McpToolCall] | None) -> TaskRunJsonOutput:
+    rng = run.rng("json")
+    content = _Filler(run, rng, schema, (1, 3)).object(schema, 1)
+    basis: list[FieldBasis] = []
+    for key, value in content.items():
+        basis.append(_basis_entry(run, rng, key, rng.randint(1, 3)))
+        # Per-element entries, as the API returns with the field-basis-2025-11-25 beta.
+        if isinstance(value, list):
+            for index in range(len(cast(list[object], value))):
+                basis.append(_basis_entry(run, rng, f"{key}.{index}", rng.randint(1, 2)))
+    return TaskRunJsonOutput(content=content, basis=basis, mcp_tool_calls=mcp_tool_calls)
+
+
+def _string(description: str) -> dict[str, Any]:
+    return {"type": "string", "description": description}
+
+
+def _enum(description: str, *values: str) -> dict[str, Any]:
+    return {"type": "string", "enum": list(values), "description": description}
+
+
+def _array(items: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"type": "array", "items": items, "description": description}
+
+
+def _object(description: str, /, **properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": description,
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+_LEVEL = ("low", "medium", "high")
+# Sections an auto run may invent, in the style of real deep-research outputs.
+_AUTO_SECTIONS: Final[dict[str, dict[str, Any]]] = {
+    "market_overview": _object(
+        "Size, growth and maturity",
+        market_size_estimate=_string("Estimated size with units"),
+        growth_rate=_string("Recent growth rate"),
+        maturity_stage=_enum("Stage of maturity", "emerging", "growing", "mature", "declining"),
+        primary_regions=_array(_string("A region"), "Where activity concentrates"),
+    ),
+    "key_players": _array(
+        _object(
+            "An organisation that matters",
+            name=_string("Organisation name"),
+            role=_string("Role in the field"),
+            notable_for=_string("Why it matters"),
+        ),
+        "Most relevant organisations",
+    ),
+    "market_trends": _array(
+        _object(
+            "A trend",
+            title=_string("Short title"),
+            description=_string("What is happening"),
+            impact=_enum("Expected impact", *_LEVEL),
+        ),
+        "Notable trends",
+    ),
+    "recent_developments": _array(
+        _object("A dated development", date=_string("ISO date"), headline=_string("Headline")),
+        "Developments of the last year",
+    ),
+    "challenges": _array(_string("A challenge"), "Main obstacles"),
+    "opportunities": _array(_string("An opportunity"), "Main openings"),
+    "regulatory_landscape": _object(
+        "Rules that apply",
+        summary=_string("Overview of regulation"),
+        key_regulations=_array(_string("A regulation"), "Regulations in force"),
+        jurisdictions=_array(_string("A jurisdiction"), "Where they apply"),
+    ),
+    "technology_landscape": _object(
+        "Technology in use",
+        core_technologies=_array(_string("A technology"), "Core technologies"),
+        maturity=_enum("Technology maturity", *_LEVEL),
+        notable_innovations=_array(_string("An innovation"), "Recent innovations"),
+    ),
+    "financial_metrics": _object(
+        "Money",
+        estimated_revenue_usd={"type": "number", "description": "Estimated annual revenue in USD"},
+        funding_rounds_tracked={"type": "integer", "description": "Number of funding rounds found"},
+        profitability_outlook=_enum("Profitability outlook", "negative", "neutral", "positive"),
+    ),
+    "competitive_landscape": _object(
+        "How competition works",
+        concentration=_enum("Market concentration", *_LEVEL),
+        differentiators=_array(_string("A differentiator"), "What sets players apart"),
+        barriers_to_entry=_array(_string("A barrier"), "What keeps newcomers out"),
+    ),
+    "customer_segments": _array(
+        _object(
+            "A segment",
+            segment=_string("Segment name"),
+            needs=_string("What it needs"),
+            estimated_share_percent={"type": "number", "description": "Share of demand in percent"},
+        ),
+        "Who buys or uses it",
+    ),
+    "timeline": _array(
+        _object("A milestone", year={"type": "integer", "description": "Year"}, event=_string("What happened")),
+        "Historical milestones",
+    ),
+    "expert_perspectives": _array(
+        _object(
+            "A perspective",
+            expert=_string("Who holds it"),
+            perspective=_string("The view"),
+            stance=_enum("Stance", "optimistic", "neutral", "skeptical"),
+        ),
+        "What experts say",
+    ),
+    "risks": _array(
+        _object(
+            "A risk",
+            risk=_string("The risk"),
+            likelihood=_enum("Likelihood", *_LEVEL),
+            mitigation=_string("How to mitigate it"),
+        ),
+        "Risks to watch",
+    ),
+    "future_outlook": _object(
+        "What comes next",
+        short_term=_string("Next 12 months"),
+        long_term=_string("Next 5 years"),
+        drivers=_array(_string("A driver"), "What drives the outlook"),
+    ),
+    "geographic_breakdown": _array(
+        _object("A region", region=_string("Region"), highlights=_string("What stands out")),
+        "Differences by region",
+    ),
+    "data_gaps": _array(_string("A gap"), "What could not be established"),
+    "related_topics": _array(_string("A topic"), "Topics worth a follow-up"),
+    "overall_assessment": _string("One-paragraph assessment"),
+}
+_AUTO_FIRST = "executive_summary"
+_AUTO_LAST = "methodology_note"
+
+
+def _auto_output(run: _Run, mcp_tool_calls: list[McpToolCall] | None) -> TaskRunJsonOutput:
+    rng = run.rng("auto")
+    target = _AUTO_FIELDS.get(run.tier, _AUTO_FIELDS["pro"])
+    properties: dict[str, dict[str, Any]] = {_AUTO_FIRST: _string("Executive summary of the findings")}
+    content: dict[str, Any] = {
+        _AUTO_FIRST: f'Emulated deep research on "{run.subject}". Every figure and source below is invented.'
+    }
+    count = 1
+    last = _string("How this output was produced")
+    # Leave room for the closing note; each section adds its own paths (object keys, array indexes).
+    names = list(_AUTO_SECTIONS)
+    rng.shuffle(names)
+    for name in names:
+        if count >= target - 1:
+            break
+        schema = _AUTO_SECTIONS[name]
+        value = _Filler(run, rng, schema, (2, 4)).value(schema, name, 2)
+        cost = len(_paths(value, name, 3))
+        if count + cost > target + 3:
+            continue
+        properties[name] = schema
+        content[name] = value
+        count += cost
+    properties[_AUTO_LAST] = last
+    content[_AUTO_LAST] = "Produced by the parallel-mcp emulator: deterministic placeholder text, no web research."
+    output_schema = {
+        "type": "object",
+        "description": f"Deep research schema invented (emulated) for: {run.subject}",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+    low, high = _AUTO_CITATIONS.get(run.tier, _AUTO_CITATIONS["pro"])
+    basis = [
+        _basis_entry(run, rng, path, rng.randint(low, high))
+        for key, value in content.items()
+        for path in _paths(value, key, 3)
+    ]
+    return TaskRunJsonOutput(content=content, basis=basis, output_schema=output_schema, mcp_tool_calls=mcp_tool_calls)
+
+
+# --- text outputs -----------------------------------------------------------------------------
+
+
+def _text_output(
+    run: _Run, description: str | None, mcp_tool_calls: list[McpToolCall] | None, *, short: bool
+) -> TaskRunTextOutput:
+    rng = run.rng("text")
+    # Distinct citations in order of first use: the numbered source list and the basis share them.
+    citations_by_url: dict[str, Citation] = {}
+
+    def cite(about: str) -> str:
+        citation = run.web.citations(rng, 1, about)[0]
+        citations_by_url.setdefault(citation.url, citation)
+        return f"([{citation.title}]({citation.url}))"
+
+    if short:
+        content = (
+            f"Emulated answer about {run.subject}: the emulator has no web access, so this short reply is "
+            f"placeholder text {cite('overview')}. A real `{run.input.processor}` run would answer in a few "
+            f"sentences with sources such as {cite(rng.choice(_FACETS))}.\n"
+        )
+    else:
+        lines = [
+            f"# {run.topic.title()}: emulated research report",
+            "",
+            f'*This report was generated by the parallel-mcp emulator for: "{run.subject}". '
+            "No web research ran; every source is invented.*",
+            "",
+        ]
+        if description:
+            lines += [f"Requested format: {_shorten(description, 200)}", ""]
+        lines += [
+            "## Summary",
+            "",
+            f"In this emulated summary, {run.subject} is examined from several angles {cite('summary')}. "
+            f"The findings below are deterministic placeholders {cite('method')}.",
+            "",
+        ]
+        facets = rng.sample(_FACETS, min(_REPORT_SECTIONS[run.tier_index], len(_FACETS)))
+        for facet in facets:
+            lines += [
+                f"## {facet.capitalize()}",
+                "",
+                f"Emulated analysis of {facet} for {run.topic}: invented observations stand in for real "
+                f"findings {cite(facet)}. A second invented source points the same way {cite(facet)}.",
+                "",
+                f"- Emulated point on {facet} {cite(facet)}",
+                f"- Another emulated point on {facet} {cite(facet)}",
+                "",
+            ]
+        lines += ["## Sources", ""]
+        lines += [f"{i}. [{c.title}]({url})" for i, (url, c) in enumerate(citations_by_url.items(), 1)]
+        content = "\n".join(lines) + "\n"
+    reasoning = f"Emulated: the report on {run.subject} cites {len(citations_by_url)} invented sources."
+    basis = FieldBasis(
+        field="output", reasoning=reasoning, citations=list(citations_by_url.values()), confidence="medium"
+    )
+    return TaskRunTextOutput(content=content, basis=[basis], mcp_tool_calls=mcp_tool_calls)
+
+
+# --- public API -------------------------------------------------------------------------------
+
+
+def build_output(
+    run_input: TaskRunInput, *, mcp_tool_calls: list[McpToolCall] | None = None
+) -> TaskRunJsonOutput | TaskRunTextOutput:
+    """Build the completed output of an emulated run, deterministically from the request.
+
+    Args:
+        run_input: the create-run body.
+        mcp_tool_calls: tool calls the emulator made; passed through into the output.
+
+    Returns:
+        A json output conforming to the requested schema (or an invented one in auto mode on
+        `pro` and above), or a markdown text output with inline citations.
+    """
+    run = _Run(run_input)
+    spec = run_input.task_spec
+    schema = spec.output_schema if spec is not None else AutoSchema()
+    if isinstance(schema, JsonSchema):
+        return _json_output(run, schema.json_schema, mcp_tool_calls)
+    if isinstance(schema, TextSchema):
+        return _text_output(run, schema.description, mcp_tool_calls, short=False)
+    if isinstance(schema, str):
+        return _text_output(run, schema, mcp_tool_calls, short=False)
+    if run.premium:
+        return _auto_output(run, mcp_tool_calls)
+    # The docs say lower tiers may answer auto requests in plain text.
+    return _text_output(run, None, mcp_tool_calls, short=True)
+
+
+def progress_script(run_input: TaskRunInput) -> list[ProgressStep]:
+    """The progress events of an emulated run, as fractions of its duration.
+
+    Args:
+        run_input: the create-run body.
+
+    Returns:
+        Steps with strictly increasing `at` in (0, 1): a plan, searches derived from the input
+        with stats and results in between, MCP tool calls when servers are given, and a final
+        `exec_status` of "Finalizing". Higher tiers search more.
+    """
+    run = _Run(run_input)
+    rng = run.rng("progress")
+    searches = _SEARCHES[run.tier_index]
+    facets = rng.sample(_FACETS, min(searches, len(_FACETS)))
+    while len(facets) < searches:
+        facets.append(rng.choice(_FACETS))
+    # `at` is placed once the number of steps is known.
+    pending: list[ProgressStep] = []
+
+    def message(kind: str, text: str) -> None:
+        pending.append(ProgressStep(at=0.0, kind=kind, message=text))
+
+    message("plan", f"Planning research on {run.subject}: {searches} searches, then a synthesis (emulated).")
+    tool_calls = _tool_call_messages(run)
+    tool_call_after = rng.randint(0, max(searches - 2, 0))
+    considered = read = 0
+    urls = [s.url for s in run.web.sources]
+    for index, facet in enumerate(facets):
+        message("search", f"Searching: {run.topic} {facet}")
+        considered += rng.randint(8, 25)
+        read = min(read + rng.randint(2, 6), considered)
+        meter = round(5 + 85 * (index + 1) / searches, 1)
+        sample = [urls[(read + offset) % len(urls)] for offset in range(min(3, len(urls)))]
+        pending.append(
+            ProgressStep(
+                at=0.0,
+                kind="stats",
+                progress_meter=meter,
+                num_sources_considered=considered,
+                num_sources_read=read,
+                sources_read_sample=sample,
+            )
+        )
+        if index % 2 == 1 or index == searches - 1:
+            message("result", f"Read {read} sources so far; emulated findings on {facet} for {run.topic}.")
+        if index == tool_call_after:
+            for text in tool_calls:
+                message("tool_call", text)
+    message("exec_status", "Finalizing")
+    count = len(pending)
+    # Each step lands inside its own 1/count slot, so `at` is strictly increasing and inside (0, 1).
+    return [replace(step, at=round((i + 0.5 + rng.uniform(-0.3, 0.3)) / count, 4)) for i, step in enumerate(pending)]
+
+
+def _tool_call_messages(run: _Run) -> list[str]:
+    servers = run.input.mcp_servers or []
+    messages = [
+        f"Calling tool {(server.allowed_tools or ['search'])[0]} on MCP server {server.name} (emulated)"
+        for server in servers
+    ]
+    return messages[:1] if run.tier_index < _SINGLE_TOOL_CALL_TIERS else messages
