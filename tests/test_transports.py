@@ -19,17 +19,13 @@ pytestmark = pytest.mark.anyio
 async def _run_one_task(client: Client) -> dict[str, Any]:
     tools = await client.list_tools()
     assert {tool.name for tool in tools.tools} == {"create_task_run", "get_task_run"}
-    progress: list[float] = []
+    seen: list[float] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
 
-    result = await client.call_tool(
-        "create_task_run",
-        {"input": "Who wrote Middlemarch?", "processor": "lite", "wait_seconds": 20},
-        None,
-        on_progress,
-    )
+    arguments = {"input": "Who wrote Middlemarch?", "processor": "lite", "wait_seconds": 20}
+    result = await client.call_tool("create_task_run", arguments, progress_callback=on_progress)
     view = structured(result)
     assert view["status"] == "completed" and view["emulated"] is True
     again = structured(await client.call_tool("get_task_run", {"run_id": view["run_id"]}))
@@ -49,17 +45,21 @@ async def test_stdio_server_without_a_key_runs_a_task_on_the_embedded_emulator(m
 
 async def test_streamable_http_server_runs_a_task_and_says_it_is_emulated() -> None:
     with anyio.fail_after(60):
-        async with http_server("serve", "--transport", "streamable-http") as server:
-            async with Client(server.url) as client:
-                await _run_one_task(client)
+        async with (
+            http_server("serve", "--transport", "streamable-http") as server,
+            Client(server.url) as client,
+        ):
+            await _run_one_task(client)
     assert any("emulator" in line for line in server.stderr)
 
 
 async def test_sse_server_runs_a_task() -> None:
     with anyio.fail_after(60):
-        async with http_server("serve", "--transport", "sse") as server:
-            async with Client(sse_client(server.url), mode="legacy") as client:
-                await _run_one_task(client)
+        async with (
+            http_server("serve", "--transport", "sse") as server,
+            Client(sse_client(server.url), mode="legacy") as client,
+        ):
+            await _run_one_task(client)
 
 
 async def test_run_command_prints_the_answer_with_citations_and_exits_zero() -> None:
