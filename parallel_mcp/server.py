@@ -10,7 +10,13 @@ from parallel_mcp import __version__
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.config import Settings
 from parallel_mcp.runtime import make_lifespan
-from parallel_mcp.tools import CREATE_ANNOTATIONS, GET_ANNOTATIONS, create_task_run, get_task_run
+from parallel_mcp.tools import (
+    CREATE_ANNOTATIONS,
+    GET_ANNOTATIONS,
+    create_task_run,
+    get_task_run,
+    tool_description,
+)
 
 SERVER_NAME = "parallel-task"
 INSTRUCTIONS = """\
@@ -41,6 +47,6 @@ def create_server(
         lifespan=make_lifespan(settings, client=client, emulated=emulated),
         log_level=settings.log_level,
     )
-    server.add_tool(create_task_run, annotations=CREATE_ANNOTATIONS)
-    server.add_tool(get_task_run, annotations=GET_ANNOTATIONS)
+    server.add_tool(create_task_run, description=tool_description(create_task_run), annotations=CREATE_ANNOTATIONS)
+    server.add_tool(get_task_run, description=tool_description(get_task_run), annotations=GET_ANNOTATIONS)
     return server

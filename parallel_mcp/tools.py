@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
@@ -25,7 +26,8 @@ from parallel_mcp.arguments import (
 from parallel_mcp.config import MAX_WAIT_SECONDS
 from parallel_mcp.errors import ParallelMCPError
 from parallel_mcp.formatting import render_view
-from parallel_mcp.guidance import describe_error
+from parallel_mcp.guidance import describe_error, processor_line
+from parallel_mcp.processors import TIER_NAMES
 from parallel_mcp.runtime import AppContext, client_for
 from parallel_mcp.service import CostLimitError, PageRequest, check_cost
 from parallel_mcp.views import TaskRunView
@@ -78,6 +80,12 @@ GET_ANNOTATIONS = ToolAnnotations(
     idempotent_hint=True,
     open_world_hint=True,
 )
+
+
+def tool_description(tool: Callable[..., Any]) -> str:
+    """A tool's docstring as its description, with the processor table filled in from `processors`."""
+    text = inspect.cleandoc(tool.__doc__ or "")
+    return text.replace("{processors}", ", ".join(processor_line(name) for name in TIER_NAMES))
 
 
 def _respond(view: TaskRunView) -> CallToolResult:
@@ -168,10 +176,8 @@ async def create_task_run(
     """Start a Parallel Task API run: web research or structured enrichment with cited sources.
 
     Use it for questions that need current, cited web research, or to fill a JSON schema of fields
-    about an entity. Runs take 10 s to 2 h by processor (band, price per run):
-    lite 10 s-1 min $0.005, base 15 s-2 min $0.01, core 1-5 min $0.025, core2x 1-10 min $0.05,
-    pro 2-10 min $0.1, ultra 5-25 min $0.3, ultra2x 5-50 min $0.6, ultra4x 5-90 min $1.2,
-    ultra8x 5 min-2 h $2.4; "-fast" variants are 2-5x faster at the same price.
+    about an entity. Runs take 10 s to 2 h by processor (latency band, price per run):
+    {processors}; "-fast" variants are 2-5x faster at the same price.
     The call waits up to wait_seconds and returns the result if the run finished, otherwise its
     status and run_id: then call get_task_run(run_id, wait_seconds) until it completes. Each call
     starts a new billed run; the Task API has no cancel.
