@@ -147,7 +147,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         return Settings(**flags)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         source = f" (config file {path})" if path else ""
         raise ConfigError(f"invalid configuration{source}: {problems}") from None

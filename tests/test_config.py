@@ -1,0 +1,75 @@
+"""Settings: flag > environment > TOML file > default, with errors that name the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from parallel_mcp.config import ConfigError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PARALLEL_API_KEY", "PARALLEL_BASE_URL", "PARALLEL_MCP_CONFIG", "PARALLEL_MCP_WAIT_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_use_the_emulator_on_loopback() -> None:
+    settings = load_settings()
+    assert settings.uses_emulator and settings.host == "127.0.0.1" and settings.base_url == "https://api.parallel.ai"
+
+
+def test_a_flag_beats_the_environment_which_beats_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('wait_seconds = 10\ndefault_processor = "core"\n')
+    monkeypatch.setenv("PARALLEL_MCP_WAIT_SECONDS", "12")
+    assert load_settings(config).wait_seconds == 12
+    assert load_settings(config).default_processor == "core"
+    assert load_settings(config, wait_seconds=3).wait_seconds == 3
+
+
+def test_the_sdk_variable_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLEL_API_KEY", "sk-abc")
+    monkeypatch.setenv("PARALLEL_BASE_URL", "http://127.0.0.1:9/")
+    settings = load_settings()
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "sk-abc"
+    assert settings.base_url == "http://127.0.0.1:9" and not settings.uses_emulator
+    assert "sk-abc" not in repr(settings)
+
+
+def test_the_config_file_can_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[parallel-mcp]\ndefault_processor = "pro-fast"\n')
+    monkeypatch.setenv("PARALLEL_MCP_CONFIG", str(config))
+    assert load_settings().default_processor == "pro-fast"
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ('default_processor = "mega"', "default_processor"),
+        ("wait_seconds = 90", "wait_seconds"),
+        ("unknown_setting = 1", "unknown_setting"),
+        ("wait_seconds = ", "not valid TOML"),
+    ],
+)
+def test_a_bad_config_file_is_an_error_naming_the_setting_and_file(tmp_path: Path, content: str, needle: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(content + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert needle in str(caught.value) and str(config) in str(caught.value)
+
+
+def test_a_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "missing.toml")
+
+
+def test_a_secret_in_an_invalid_setting_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLEL_BASE_URL", "not-a-url")
+    monkeypatch.setenv("PARALLEL_API_KEY", "sk-very-secret")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "sk-very-secret" not in str(caught.value) and "PARALLEL_BASE_URL" in str(caught.value)
