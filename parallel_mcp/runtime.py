@@ -17,8 +17,6 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.config import Settings
-from parallel_mcp.emulator.config import EmulatorConfig
-from parallel_mcp.emulator.runner import serve_emulator
 from parallel_mcp.service import RunService, owner_of
 
 logger = logging.getLogger(__name__)
@@ -86,6 +84,10 @@ def make_lifespan(settings: Settings, *, client: AsyncTaskClient | None = None, 
 def _embedded_emulator(settings: Settings) -> AbstractAsyncContextManager[AsyncTaskClient]:
     @asynccontextmanager
     async def run() -> AsyncGenerator[AsyncTaskClient]:
+        # Imported here: a server with a key never pays for the emulator's imports at start-up.
+        from parallel_mcp.emulator.config import EmulatorConfig
+        from parallel_mcp.emulator.runner import serve_emulator
+
 
         key = "emu_" + secrets.token_hex(16)
         config = EmulatorConfig(api_key=key, speed=settings.emulator_speed)
