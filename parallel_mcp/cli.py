@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8787)
     emulator.add_argument("--api-key", help="require this x-api-key (default: accept any)")
-    emulator.add_argument("--speed", type=float, help="how many times faster than the real API (default 15)")
+    emulator.add_argument("--speed", type=float, help="how many times faster than the real API (default 20)")
     emulator.add_argument("--webhook-secret", help="sign webhooks with this secret")
     emulator.add_argument("--faults", type=Path, help="TOML/JSON file of faults to inject")
 

@@ -102,6 +102,10 @@ def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
     return base * (1 - 0.25 * random.random())  # up to 25 % less, so clients spread out
 
 
+class _Counter:
+    value: int = 0
+
+
 class AsyncTaskClient:
     """Async client for the Task API endpoints under `/v1/tasks`."""
 
@@ -126,8 +130,12 @@ class AsyncTaskClient:
             limits=httpx2.Limits(max_connections=200, max_keepalive_connections=40),
             headers={"User-Agent": f"parallel-mcp/{__version__}"},
         )
-        self.request_count = 0
-        """Requests sent by this client (and clients sharing its pool via `with_api_key`)."""
+        self._counter = _Counter()
+
+    @property
+    def request_count(self) -> int:
+        """Requests sent by this client and every client sharing its pool via `with_api_key`."""
+        return self._counter.value
 
     def __repr__(self) -> str:
         return f"AsyncTaskClient(base_url={self.base_url!r})"
@@ -211,12 +219,14 @@ class AsyncTaskClient:
         """Stream a run's events, reconnecting when the stream drops and skipping replayed ones.
 
         The stream replays every message on reconnect and closes after 570 s; events already
-        seen (same type, timestamp and message) are not yielded twice. Ends after the final
-        `task_run.state` of an inactive run or when reconnects are exhausted.
+        seen (same type, timestamp and message) are not yielded twice. Ends with the final
+        `task_run.state` (the one carrying the output of a completed run), when the stream of an
+        ended run closes, or when reconnects are exhausted.
         """
         seen: set[tuple[str, str | None, str]] = set()
         attempts = 0
         while True:
+            ended = False
             try:
                 async for event in self._event_stream(f"/v1/tasks/runs/{_segment(run_id)}/events"):
                     if isinstance(event, TaskRunProgressMessageEvent):
@@ -225,10 +235,13 @@ class AsyncTaskClient:
                             continue
                         seen.add(key)
                     yield event
-                    if isinstance(event, TaskRunEvent) and not event.run.is_active:
+                    if isinstance(event, ErrorEvent) or (isinstance(event, TaskRunEvent) and event.output is not None):
                         return
-                    if isinstance(event, ErrorEvent):
-                        return
+                    if isinstance(event, TaskRunEvent):
+                        # An ended run's stream opens with its state and then replays its history.
+                        ended = not event.run.is_active
+                if ended:
+                    return
             except (APIConnectionError, httpx2.TransportError) as exc:
                 logger.debug("event stream for %s dropped: %s", run_id, type(exc).__name__)
             attempts += 1
@@ -333,7 +346,7 @@ class AsyncTaskClient:
         headers: Mapping[str, str] | None,
         read_timeout: float | None,
     ) -> httpx2.Response:
-        self.request_count += 1
+        self._counter.value += 1
         all_headers = {"x-api-key": self._api_key, **(headers or {})}
         extensions: dict[str, Any] = {}
         if read_timeout is not None:
@@ -352,7 +365,7 @@ class AsyncTaskClient:
             "accept": "text/event-stream",
             **self._beta_headers(betas_for(events=True, extra=self.extra_betas)),
         }
-        self.request_count += 1
+        self._counter.value += 1
         timeout = httpx2.Timeout(None, connect=self._http.timeout.connect)
         async with self._http.stream("GET", self.base_url + path, headers=headers, timeout=timeout) as response:
             if not response.is_success:

@@ -147,10 +147,14 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     try:
         return max(0.0, float(raw))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(raw) if raw.strip() else None
-        if parsed is None:
-            return None
-        return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None  # neither seconds nor an HTTP date: ignore it and back off as usual
+    if parsed.tzinfo is None:
+        return None
+    return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
 
 
 def _message_and_ref(body: Any) -> tuple[str | None, str | None]:

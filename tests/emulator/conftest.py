@@ -44,12 +44,15 @@ def assert_api_error(response: httpx2.Response, status: int, *needles: str) -> d
     return error
 
 
+async def iter_sse(response: httpx2.Response) -> AsyncGenerator[tuple[str, dict[str, Any]]]:
+    """(event type, payload) of each SSE frame as it arrives."""
+    async for sse in httpx2.EventSource(response):
+        yield sse.event, cast(dict[str, Any], json.loads(sse.data))
+
+
 async def read_sse(response: httpx2.Response) -> list[tuple[str, dict[str, Any]]]:
     """Every (event type, payload) of an SSE response, until the server closes it."""
-    events: list[tuple[str, dict[str, Any]]] = []
-    async for sse in httpx2.EventSource(response):
-        events.append((sse.event, cast(dict[str, Any], json.loads(sse.data))))
-    return events
+    return [event async for event in iter_sse(response)]
 
 
 async def create(client: httpx2.AsyncClient, **fields: Any) -> dict[str, Any]:

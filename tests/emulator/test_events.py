@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from tests.emulator.conftest import assert_api_error, create, read_sse, running
+from tests.emulator.conftest import assert_api_error, create, iter_sse, read_sse, running
 
 pytestmark = pytest.mark.anyio
 
@@ -38,7 +38,7 @@ async def test_a_live_stream_follows_the_run_and_a_reconnect_replays_every_messa
         with anyio.fail_after(5):
             async with client.stream("GET", f"/v1beta/tasks/runs/{run_id}/events") as response:
                 live: list[str] = []
-                async for kind, _ in _iter(response):
+                async for kind, _ in iter_sse(response):
                     live.append(kind)
                     # Once the replay is through, let the run finish; the stream must follow.
                     if len(live) == 1 + len(early):
@@ -49,16 +49,6 @@ async def test_a_live_stream_follows_the_run_and_a_reconnect_replays_every_messa
     assert messages == [m["message"] for m in record.messages]
     assert messages[: len(early)] == [m["message"] for m in early]
     assert live[-1] == "task_run.state"
-
-
-async def _iter(response: object):  # noqa: ANN202 - small local async generator
-    import json
-
-    import httpx2
-
-    assert isinstance(response, httpx2.Response)
-    async for sse in httpx2.EventSource(response):
-        yield sse.event, json.loads(sse.data)
 
 
 async def test_a_failed_run_stream_ends_with_its_error() -> None:

@@ -95,6 +95,21 @@ async def test_invalid_json_and_a_non_object_body_are_422_not_500() -> None:
         assert_api_error(listed, 422)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"input": NaN, "processor": "lite"}',
+        b'{"input": {"x": Infinity}, "processor": "lite"}',
+        b'{"input": "q", "processor": "lite", "metadata": {"a": 1e400}}',
+    ],
+)
+async def test_non_finite_numbers_are_422_rather_than_stored(raw: bytes) -> None:
+    async with running(frozen=True) as (emu, client):
+        response = await client.post("/v1/tasks/runs", content=raw, headers={"content-type": "application/json"})
+        assert_api_error(response, 422, "JSON")
+        assert emu.state.run_count == 0
+
+
 async def test_every_error_gets_its_own_ref_id() -> None:
     async with running() as (_, client):
         refs = {assert_api_error(await client.get(f"/v1/tasks/runs/trun_{i}"), 404)["ref_id"] for i in range(5)}
@@ -127,6 +142,7 @@ async def test_result_long_poll_answers_as_soon_as_the_run_completes() -> None:
         run_id = (await create(client))["run_id"]
         record = emu.state.runs[run_id]
         answers: list[Any] = []
+        finished_at = 0.0
 
         async def poll() -> None:
             answers.append(await client.get(f"/v1/tasks/runs/{run_id}/result", params={"timeout": 30}))

@@ -1,0 +1,25 @@
+"""A local emulator of Parallel's Task API, faithful enough for the official SDK's strict validation.
+
+Start one in-process with `serve_emulator(EmulatorConfig(...))`; script misbehaviour with `Fault`s.
+"""
+
+from parallel_mcp.emulator.app import create_emulator_app
+from parallel_mcp.emulator.config import EmulatorConfig
+from parallel_mcp.emulator.faults import Fault, FaultSet
+from parallel_mcp.emulator.runner import RunningEmulator, run_emulator_forever, serve_asgi, serve_emulator
+from parallel_mcp.emulator.state import EmulatorState, GroupRecord, RequestRecord, RunRecord
+
+__all__ = [
+    "EmulatorConfig",
+    "EmulatorState",
+    "Fault",
+    "FaultSet",
+    "GroupRecord",
+    "RequestRecord",
+    "RunRecord",
+    "RunningEmulator",
+    "create_emulator_app",
+    "run_emulator_forever",
+    "serve_asgi",
+    "serve_emulator",
+]
