@@ -32,7 +32,7 @@ from parallel_mcp.emulator.errors import (
     validation_errors,
 )
 from parallel_mcp.emulator.sse import SseEvent, cut_after, group_events, group_runs, run_events
-from parallel_mcp.emulator.state import EmulatorState, GroupRecord, Rejected
+from parallel_mcp.emulator.state import EmulatorState, GroupRecord, Rejected, RunRecord
 from parallel_mcp.models import TaskGroupCreateRequest, TaskGroupRunRequest, TaskRunInput, TaskRunStatus
 
 logger = logging.getLogger(__name__)
@@ -100,6 +100,20 @@ def _state(request: Request) -> EmulatorState:
     return state
 
 
+ACCOUNT_SCOPE_KEY = "parallel_mcp.account"
+"""Where the middleware leaves the request's API key: runs and groups belong to the key that made them."""
+
+
+def _account(request: Request) -> str:
+    return str(request.scope.get(ACCOUNT_SCOPE_KEY, ""))
+
+
+def _run(request: Request, run_id: str) -> RunRecord | None:
+    # Another account's run is as unknown as a run that never existed, as on the real service.
+    run = _state(request).get_run(run_id)
+    return run if run is not None and run.owner == _account(request) else None
+
+
 def _run_not_found(run_id: str) -> JSONResponse:
     return api_error(404, f"Run id not found: {run_id[:80]!r}")
 
@@ -119,7 +133,7 @@ async def create_run(request: Request) -> Response:
     except ValidationError as exc:
         return run_validation_error(validation_errors(exc))
     try:
-        run = state.create_run(run_input)
+        run = state.create_run(run_input, owner=_account(request))
     except Rejected as rejected:
         return api_error(rejected.status, rejected.message)
     return JSONResponse(run.run_json(), status_code=202)
@@ -128,14 +142,14 @@ async def create_run(request: Request) -> Response:
 async def get_run(request: Request) -> Response:
     """GET /v1/tasks/runs/{run_id}."""
     run_id = request.path_params["run_id"]
-    run = _state(request).get_run(run_id)
+    run = _run(request, run_id)
     return _run_not_found(run_id) if run is None else JSONResponse(run.run_json())
 
 
 async def get_run_input(request: Request) -> Response:
     """GET /v1/tasks/runs/{run_id}/input: the create body, without MCP server headers."""
     run_id = request.path_params["run_id"]
-    run = _state(request).get_run(run_id)
+    run = _run(request, run_id)
     return _run_not_found(run_id) if run is None else JSONResponse(run.input_json())
 
 
@@ -151,7 +165,7 @@ async def get_run_result(request: Request) -> Response:
             return run_validation_error([_item(["query", "timeout"], "Input should be a valid integer", "int_parsing")])
         if timeout < 0:
             return run_validation_error([_item(["query", "timeout"], "Input should be >= 0", "greater_than_equal")])
-    run = _state(request).get_run(run_id)
+    run = _run(request, run_id)
     if run is None:
         return api_error(404, f"Run failed or run id not found: no run {run_id[:80]!r}")
     if run.is_active:
@@ -189,7 +203,7 @@ async def run_events_endpoint(request: Request) -> Response:
     """GET /v1/tasks/runs/{run_id}/events (and the /v1beta path): the run's SSE stream."""
     run_id = request.path_params["run_id"]
     state = _state(request)
-    run = state.get_run(run_id)
+    run = _run(request, run_id)
     if run is None:
         return _run_not_found(run_id)
     return _sse(request, run_events(state, run))
@@ -201,7 +215,9 @@ async def run_events_endpoint(request: Request) -> Response:
 def _group_or_404(request: Request) -> GroupRecord | Response:
     group_id = request.path_params["group_id"]
     group = _state(request).groups.get(group_id)
-    return api_error(404, f"TaskGroup not found: {group_id[:80]!r}") if group is None else group
+    if group is None or group.owner != _account(request):
+        return api_error(404, f"TaskGroup not found: {group_id[:80]!r}")
+    return group
 
 
 def _group_json(state: EmulatorState, group: GroupRecord) -> dict[str, Any]:
@@ -224,7 +240,7 @@ async def create_group(request: Request) -> Response:
     except ValidationError as exc:
         return group_validation_error(validation_errors(exc, prefix=("body",)))
     state = _state(request)
-    return JSONResponse(_group_json(state, state.create_group(parsed.metadata)))
+    return JSONResponse(_group_json(state, state.create_group(parsed.metadata, owner=_account(request))))
 
 
 async def get_group(request: Request) -> Response:
@@ -311,7 +327,7 @@ async def get_group_run(request: Request) -> Response:
     if isinstance(group, Response):
         return group
     run_id = request.path_params["run_id"]
-    run = _state(request).get_run(run_id)
+    run = _run(request, run_id)
     if run is None or run.group_id != group.group_id:
         return _run_not_found(run_id)
     return JSONResponse(run.run_json())
@@ -370,6 +386,7 @@ class EmulatorMiddleware:
         if not key or (expected is not None and key != expected):
             await api_error(401, "Unauthorized: invalid or missing credentials (x-api-key)")(scope, receive, send)
             return
+        scope[ACCOUNT_SCOPE_KEY] = key
         try:
             await self.app(scope, receive, send)
         except Exception:  # the "never a bare 500" guard at the top of the stack

@@ -100,6 +100,8 @@ class RunRecord:
     script: list[ProgressStep]
     price: float
     group_id: str | None = None
+    owner: str = ""
+    """The API key that created the run; other keys get 404."""
     fault: Fault | None = None
     status: TaskRunStatus = "queued"
     created_at: str = field(default_factory=utc_now)
@@ -173,6 +175,7 @@ class GroupRecord:
 
     group_id: str
     metadata: dict[str, str | int | float | bool] | None
+    owner: str = ""
     created_at: str = field(default_factory=utc_now)
     modified_at: str = field(default_factory=utc_now)
     run_ids: list[str] = field(default_factory=list[str])
@@ -334,13 +337,13 @@ class EmulatorState:
             )
         self.credit_remaining -= amount
 
-    def create_run(self, run_input: TaskRunInput) -> RunRecord:
+    def create_run(self, run_input: TaskRunInput, *, owner: str = "") -> RunRecord:
         """Create and start one run, or raise `Rejected` (403 processor, 422 interaction, 402 credit)."""
         price = self._check_input(run_input)
         self._reserve(price)
-        return self._new_run(run_input, price, group_id=None)
+        return self._new_run(run_input, price, group_id=None, owner=owner)
 
-    def _new_run(self, run_input: TaskRunInput, price: float, group_id: str | None) -> RunRecord:
+    def _new_run(self, run_input: TaskRunInput, price: float, group_id: str | None, owner: str = "") -> RunRecord:
         run = RunRecord(
             run_id=f"trun_{uuid.uuid4().hex}",
             interaction_id=f"tint_{uuid.uuid4().hex}",
@@ -349,6 +352,7 @@ class EmulatorState:
             script=sorted(progress_script(run_input), key=lambda step: step.at),
             price=price,
             group_id=group_id,
+            owner=owner,
             fault=self.faults.take_run(run_input),
             warnings=_creation_warnings(run_input),
         )
@@ -509,9 +513,9 @@ class EmulatorState:
 
     # ----- groups --------------------------------------------------------------------------------
 
-    def create_group(self, metadata: dict[str, str | int | float | bool] | None) -> GroupRecord:
+    def create_group(self, metadata: dict[str, str | int | float | bool] | None, *, owner: str = "") -> GroupRecord:
         """A new, empty task group."""
-        group = GroupRecord(group_id=f"tgrp_{uuid.uuid4().hex}", metadata=metadata)
+        group = GroupRecord(group_id=f"tgrp_{uuid.uuid4().hex}", metadata=metadata, owner=owner)
         self.groups[group.group_id] = group
         return group
 
@@ -563,7 +567,7 @@ class EmulatorState:
         self._reserve(total)
         run_cursor = str(len(group.run_ids)) if group.run_ids else None
         event_cursor = group.events[-1]["event_id"] if group.events else None
-        runs = [self._new_run(item, self._check_input(item), group.group_id) for item in inputs]
+        runs = [self._new_run(item, self._check_input(item), group.group_id, group.owner) for item in inputs]
         group.run_ids.extend(run.run_id for run in runs)
         previous = group.cached_status
         self._group_event(group, {"type": "task_group_status", "status": self._status_json(group)})

@@ -276,3 +276,18 @@ async def test_unknown_paths_and_methods_answer_in_the_error_shape() -> None:
     async with running() as (_, client):
         assert_api_error(await client.get("/v1/nothing/here"), 404)
         assert_api_error(await client.delete("/v1/tasks/runs"), 405)
+
+
+async def test_runs_and_groups_belong_to_the_key_that_created_them() -> None:
+    async with running(api_key=None, instant=True) as (_emu, client):
+        run = await create(client)
+        group = body(await client.post("/v1/tasks/groups", json={}))
+        other = {"x-api-key": "someone-else"}
+        for path in (
+            f"/v1/tasks/runs/{run['run_id']}",
+            f"/v1/tasks/runs/{run['run_id']}/input",
+            f"/v1/tasks/runs/{run['run_id']}/result",
+            f"/v1/tasks/groups/{group['taskgroup_id']}",
+        ):
+            assert (await client.get(path, headers=other)).status_code == 404, path
+            assert (await client.get(path)).status_code == 200, path
