@@ -56,6 +56,8 @@ BETA_FIELD_BASIS = "field-basis-2025-11-25"
 
 MAX_BACKOFF = 8.0
 MAX_RETRY_AFTER = 60.0
+DEFAULT_MAX_RETRY_WAIT = 10.0
+"""A tool call must end well inside a client's ~60 s: a longer Retry-After is reported, not slept out."""
 # Statuses a create may retry: the API rejected the request before doing anything with it.
 _CREATE_RETRY_STATUSES = frozenset({429, 503})
 _READ_RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -119,8 +121,10 @@ class AsyncTaskClient:
         extra_betas: tuple[str, ...] = (),
         connect_timeout: float = 5.0,
         request_timeout: float = 60.0,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
     ) -> None:
         self._api_key = api_key
+        self.max_retry_wait = max_retry_wait
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
         self.extra_betas = tuple(extra_betas)
@@ -332,6 +336,8 @@ class AsyncTaskClient:
             if attempt >= self.max_retries:
                 raise error
             retry_after = error.retry_after if isinstance(error, APIStatusError) else None
+            if retry_after is not None and retry_after > self.max_retry_wait:
+                raise error  # the caller tells the agent when to come back
             delay = backoff_delay(attempt, retry_after)
             logger.info("retrying %s %s in %.2fs after %s", method, path, delay, _summary(error))
             await anyio.sleep(delay)

@@ -8,6 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from parallel_mcp.client import AsyncTaskClient
+from parallel_mcp.errors import NotFoundError
 from parallel_mcp.formatting import page_output
 from parallel_mcp.guidance import (
     action_required_step,
@@ -123,7 +124,10 @@ class RunService:
         """Create a run, then wait up to `wait` seconds for it."""
         run = await client.create_run(body)
         logger.info("created run %s on %s", run.run_id, run.processor)
-        return await self._wait_and_view(client, owner, run, wait=wait, sink=sink, page=PageRequest())
+        outcome = await self._settle(client, run, wait=wait, sink=sink)
+        if outcome.run is None:
+            outcome.run = run
+        return self._outcome_view(owner, outcome, page=PageRequest(), wait=wait)
 
     async def get(
         self,
@@ -135,37 +139,53 @@ class RunService:
         sink: ProgressSink | None,
         page: PageRequest,
     ) -> TaskRunView:
-        """Read a run (waiting up to `wait` seconds while it is active) and page its output."""
+        """Read a run (waiting up to `wait` seconds while it is active) and page its output.
+
+        A cached completed result costs no request; a wait goes straight to the long-poll, so a
+        waiting call makes at most three requests however long the run.
+        """
         cached = self.cache.get(owner, run_id)
         if cached is not None:
             return self.view(cached.run, result=cached, page=page, wait=wait)
-        run = await client.get_run(run_id)
-        return await self._wait_and_view(client, owner, run, wait=wait, sink=sink, page=page)
+        if wait <= 0:
+            run = await client.get_run(run_id)
+            outcome = await self._settle(client, run, wait=0, sink=None)
+        else:
+            outcome = await wait_for_run(
+                client, run_id, wait=wait, sink=sink, interval=self.progress_interval, time_scale=self.time_scale
+            )
+        if outcome.error is not None or outcome.run is None:
+            raise outcome.error or NotFoundError(f"run {run_id!r} not found", status_code=404)
+        return self._outcome_view(owner, outcome, page=page, wait=wait)
 
-    async def _wait_and_view(
-        self,
-        client: AsyncTaskClient,
-        owner: str,
-        run: TaskRun,
-        *,
-        wait: float,
-        sink: ProgressSink | None,
-        page: PageRequest,
-    ) -> TaskRunView:
+    async def _settle(
+        self, client: AsyncTaskClient, run: TaskRun, *, wait: float, sink: ProgressSink | None
+    ) -> WaitOutcome:
         if run.status == "completed":
             # Finished already: one read of the result, no event stream.
-            outcome = WaitOutcome(run=run, result=await client.get_result(run.run_id, timeout=1))
-        elif run.is_active:
-            outcome = await wait_for_run(
-                client, run, wait=wait, sink=sink, interval=self.progress_interval, time_scale=self.time_scale
+            return WaitOutcome(run=run, result=await client.get_result(run.run_id, timeout=1))
+        if run.is_active and wait > 0:
+            return await wait_for_run(
+                client,
+                run.run_id,
+                run=run,
+                wait=wait,
+                sink=sink,
+                interval=self.progress_interval,
+                time_scale=self.time_scale,
             )
-        else:
-            outcome = WaitOutcome(run=run)
+        return WaitOutcome(run=run)
+
+    def _outcome_view(self, owner: str, outcome: WaitOutcome, *, page: PageRequest, wait: float) -> TaskRunView:
+        assert outcome.run is not None
         if outcome.result is not None:
             self.cache.put(owner, outcome.result)
-        latest = outcome.run or run
         progress = outcome.progress.to_view()
-        return self.view(latest, result=outcome.result, page=page, wait=wait, progress=progress)
+        view = self.view(outcome.run, result=outcome.result, page=page, wait=wait, progress=progress)
+        if outcome.error is not None:
+            # The run exists: hand back its id rather than an error that invites a second create.
+            view.warnings.append(f"The run was created, but reading its status failed: {outcome.error}")
+        return view
 
     def view(
         self,

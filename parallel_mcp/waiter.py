@@ -79,20 +79,30 @@ class WaitOutcome:
     run: TaskRun | None = None
     result: TaskRunResult | None = None
     failure: TaskRunFailedError | None = None
+    error: APIError | None = None
+    """The long-poll failed after its retries; the run's state is unknown, not failed."""
     progress: ProgressState = field(default_factory=ProgressState)
 
 
 class ProgressReporter:
     """Turns progress state into notifications whose `progress` strictly increases."""
 
-    def __init__(self, sink: ProgressSink | None, processor: str, time_scale: float, run_elapsed: float) -> None:
+    def __init__(self, sink: ProgressSink | None, time_scale: float, run: TaskRun | None = None) -> None:
         self._sink = sink
+        self._time_scale = time_scale
         self._last = -1.0
         self._last_at = -math.inf
-        self._started = time.monotonic() - run_elapsed
-        proc = get_processor(processor)
+        self._started = time.monotonic()
+        self._expected = 120.0 / time_scale
+        if run is not None:
+            self.learn(run)
+
+    def learn(self, run: TaskRun) -> None:
+        """Base the estimate on the run's processor band and age once they are known."""
+        self._started = time.monotonic() - (elapsed_seconds(run.created_at) or 0.0)
+        proc = get_processor(run.processor)
         mid = (proc.min_seconds + proc.max_seconds) / 2 if proc else 120.0
-        self._expected = mid / time_scale
+        self._expected = mid / self._time_scale
 
     def estimate(self, state: ProgressState) -> float:
         """The API's meter when it reports one, else a guess from the processor's latency band."""
@@ -122,34 +132,48 @@ class ProgressReporter:
 
 async def wait_for_run(
     client: AsyncTaskClient,
-    run: TaskRun,
+    run_id: str,
     *,
     wait: float,
+    run: TaskRun | None = None,
     sink: ProgressSink | None = None,
     interval: float = 4.0,
     time_scale: float = 1.0,
 ) -> WaitOutcome:
-    """Wait up to `wait` seconds for `run` to finish, reporting progress to `sink`.
+    """Wait up to `wait` seconds for a run to finish, reporting progress to `sink`.
 
-    Returns as soon as the run ends (the `/result` long-poll answers at once). Cancelling the
-    caller stops the wait only; the run itself is never touched.
+    Returns as soon as the run ends (the `/result` long-poll answers at once). A run still going
+    after the wait is re-read once, since the event stream only reports state changes at its
+    ends: at most three requests in all. Errors are returned in the outcome, never raised, so
+    the caller still knows the run. Cancelling the caller stops the wait only; the run itself is
+    never touched.
+
+    Args:
+        run_id: the run to wait for.
+        wait: seconds to wait at most.
+        run: the run's state when already known (after a create), for the progress estimate.
     """
     outcome = WaitOutcome(run=run)
-    reporter = ProgressReporter(sink, run.processor, time_scale, elapsed_seconds(run.created_at) or 0.0)
-    if wait <= 0:
-        return outcome
+    reporter = ProgressReporter(sink, time_scale, run)
     with anyio.move_on_after(wait + 1.0):
         async with anyio.create_task_group() as group:
-            group.start_soon(_watch_events, client, run.run_id, outcome, reporter)
+            group.start_soon(_watch_events, client, run_id, outcome, reporter)
             group.start_soon(_heartbeat, outcome, reporter, interval)
             try:
-                outcome.result = await client.get_result(run.run_id, timeout=max(1, math.floor(wait)))
+                outcome.result = await client.get_result(run_id, timeout=max(1, math.floor(wait)))
             except TaskRunFailedError as failure:
                 outcome.failure = failure
                 outcome.run = failure.run
+            except APIError as error:
+                outcome.error = error
             if outcome.result is not None:
                 outcome.run = outcome.result.run
             group.cancel_scope.cancel()
+    if outcome.result is None and outcome.failure is None and outcome.error is None:
+        try:
+            outcome.run = await client.get_run(run_id)
+        except APIError as error:
+            outcome.error = error
     return outcome
 
 
@@ -157,6 +181,8 @@ async def _watch_events(client: AsyncTaskClient, run_id: str, outcome: WaitOutco
     try:
         async for event in client.events(run_id, reconnects=0):
             if isinstance(event, TaskRunEvent):
+                if outcome.run is None:
+                    reporter.learn(event.run)
                 outcome.run = event.run
             elif isinstance(event, TaskRunProgressStatsEvent | TaskRunProgressMessageEvent):
                 outcome.progress.apply(event)
