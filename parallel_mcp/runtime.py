@@ -88,7 +88,6 @@ def _embedded_emulator(settings: Settings) -> AbstractAsyncContextManager[AsyncT
         from parallel_mcp.emulator.config import EmulatorConfig
         from parallel_mcp.emulator.runner import serve_emulator
 
-
         key = "emu_" + secrets.token_hex(16)
         config = EmulatorConfig(api_key=key, speed=settings.emulator_speed)
         async with serve_emulator(config, host="127.0.0.1", port=0) as emulator:
