@@ -238,3 +238,30 @@ async def test_interaction_id_can_be_passed_back_as_previous_interaction_id() ->
             {"input": "and then?", "previous_interaction_id": first["interaction_id"], "wait_seconds": 5},
         )
     assert structured(follow)["status"] == "completed"
+
+
+async def test_cancelling_a_waiting_call_stops_the_wait_and_leaves_the_run_alone() -> None:
+    async with mcp_session(EmulatorConfig(frozen=True)) as session:
+        created = structured(await session.call("create_task_run", {"input": "q", "wait_seconds": 0}))
+        run = session.emulator.state.runs[created["run_id"]]
+
+        async def pollers_become(count: int) -> None:
+            while True:
+                changed = run.changed.snapshot()
+                if run.pollers == count:
+                    return
+                await changed.wait()
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+
+                async def call() -> None:
+                    await session.call("get_task_run", {"run_id": created["run_id"], "wait_seconds": 45})
+
+                group.start_soon(call)
+                await pollers_become(1)
+                group.cancel_scope.cancel()
+            await pollers_become(0)  # the server dropped its long-poll: it stopped waiting
+        assert run.is_active and session.emulator.state.run_count == 1
+        again = structured(await session.call("get_task_run", {"run_id": created["run_id"], "wait_seconds": 0}))
+        assert again["is_active"] is True

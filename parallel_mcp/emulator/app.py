@@ -153,6 +153,21 @@ async def get_run_input(request: Request) -> Response:
     return _run_not_found(run_id) if run is None else JSONResponse(run.input_json())
 
 
+async def _wait_unless_disconnected(request: Request, done: anyio.Event, timeout: float) -> None:
+    """Wait for `done` up to `timeout`, giving up early when the client goes away, as a real server does."""
+    with anyio.move_on_after(timeout):
+        async with anyio.create_task_group() as group:
+
+            async def watch_disconnect() -> None:
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch_disconnect)
+            await done.wait()
+            group.cancel_scope.cancel()
+
+
 async def get_run_result(request: Request) -> Response:
     """GET /v1/tasks/runs/{run_id}/result?timeout=: long-polls until the run ends or `timeout` passes."""
     run_id = request.path_params["run_id"]
@@ -172,10 +187,10 @@ async def get_run_result(request: Request) -> Response:
         run.pollers += 1
         run.changed.notify()
         try:
-            with anyio.move_on_after(timeout):
-                await run.done.wait()
+            await _wait_unless_disconnected(request, run.done, timeout)
         finally:
             run.pollers -= 1
+            run.changed.notify()
     if run.status == "completed":
         return JSONResponse({"run": run.run_json(), "output": run.output_json()})
     if run.is_active:
