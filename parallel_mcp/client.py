@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
@@ -104,8 +104,38 @@ def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
     return base * (1 - 0.25 * random.random())  # up to 25 % less, so clients spread out
 
 
-class _Counter:
-    value: int = 0
+class _Pool:
+    """What clients made by `with_api_key` share: one connection pool, opened on first use, and a count.
+
+    Opening the pool lazily keeps its cost (TLS context, transport imports) out of server start-up.
+    """
+
+    def __init__(
+        self,
+        http_client: httpx2.AsyncClient | None,
+        timeout: httpx2.Timeout,
+        before_request: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        self._http = http_client
+        self.owned = http_client is None
+        self.timeout = timeout
+        self.before_request = before_request
+        self.requests = 0
+
+    async def http(self) -> httpx2.AsyncClient:
+        if self.before_request is not None:
+            await self.before_request()
+        if self._http is None:
+            self._http = httpx2.AsyncClient(
+                timeout=self.timeout,
+                limits=httpx2.Limits(max_connections=200, max_keepalive_connections=40),
+                headers={"User-Agent": f"parallel-mcp/{__version__}"},
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        if self.owned and self._http is not None:
+            await self._http.aclose()
 
 
 class AsyncTaskClient:
@@ -122,24 +152,26 @@ class AsyncTaskClient:
         connect_timeout: float = 5.0,
         request_timeout: float = 60.0,
         max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
+        before_request: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """Set up the client; the connection pool opens on the first request.
+
+        Args:
+            before_request: awaited before each request (e.g. to start an embedded backend on first use).
+        """
         self._api_key = api_key
         self.max_retry_wait = max_retry_wait
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
         self.extra_betas = tuple(extra_betas)
-        self._owns_http = http_client is None
-        self._http = http_client or httpx2.AsyncClient(
-            timeout=httpx2.Timeout(request_timeout, connect=connect_timeout),
-            limits=httpx2.Limits(max_connections=200, max_keepalive_connections=40),
-            headers={"User-Agent": f"parallel-mcp/{__version__}"},
-        )
-        self._counter = _Counter()
+        timeout = httpx2.Timeout(request_timeout, connect=connect_timeout)
+        self._pool = _Pool(http_client, timeout, before_request)
+        self._owns_pool = True
 
     @property
     def request_count(self) -> int:
         """Requests sent by this client and every client sharing its pool via `with_api_key`."""
-        return self._counter.value
+        return self._pool.requests
 
     def __repr__(self) -> str:
         return f"AsyncTaskClient(base_url={self.base_url!r})"
@@ -149,7 +181,7 @@ class AsyncTaskClient:
         clone = AsyncTaskClient.__new__(AsyncTaskClient)
         clone.__dict__.update(self.__dict__)
         clone._api_key = api_key
-        clone._owns_http = False
+        clone._owns_pool = False
         return clone
 
     async def __aenter__(self) -> Self:
@@ -160,8 +192,8 @@ class AsyncTaskClient:
 
     async def aclose(self) -> None:
         """Close the connection pool if this client created it."""
-        if self._owns_http:
-            await self._http.aclose()
+        if self._owns_pool:
+            await self._pool.aclose()
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -352,18 +384,19 @@ class AsyncTaskClient:
         headers: Mapping[str, str] | None,
         read_timeout: float | None,
     ) -> httpx2.Response:
-        self._counter.value += 1
+        http = await self._pool.http()
+        self._pool.requests += 1
         all_headers = {"x-api-key": self._api_key, **(headers or {})}
         extensions: dict[str, Any] = {}
         if read_timeout is not None:
-            timeout = self._http.timeout
+            timeout = self._pool.timeout
             extensions["timeout"] = httpx2.Timeout(
                 read_timeout, connect=timeout.connect, pool=timeout.pool, write=timeout.write
             ).as_dict()
-        request = self._http.build_request(
+        request = http.build_request(
             method, self.base_url + path, json=json_body, params=params, headers=all_headers, extensions=extensions
         )
-        return await self._http.send(request)
+        return await http.send(request)
 
     async def _event_stream(self, path: str) -> AsyncIterator[RunEvent]:
         headers = {
@@ -371,9 +404,10 @@ class AsyncTaskClient:
             "accept": "text/event-stream",
             **self._beta_headers(betas_for(events=True, extra=self.extra_betas)),
         }
-        self._counter.value += 1
-        timeout = httpx2.Timeout(None, connect=self._http.timeout.connect)
-        async with self._http.stream("GET", self.base_url + path, headers=headers, timeout=timeout) as response:
+        http = await self._pool.http()
+        self._pool.requests += 1
+        timeout = httpx2.Timeout(None, connect=self._pool.timeout.connect)
+        async with http.stream("GET", self.base_url + path, headers=headers, timeout=timeout) as response:
             if not response.is_success:
                 await response.aread()
                 raise error_from_response(response.status_code, response.headers, response.content)

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncGenerator, Mapping
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
 from mcp.server.mcpserver.exceptions import ToolError
 
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.config import Settings
 from parallel_mcp.service import RunService, owner_of
+from parallel_mcp.sockets import listening_socket
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +35,18 @@ class AppContext:
     service: RunService
 
 
-def make_client(settings: Settings, *, api_key: str, base_url: str) -> AsyncTaskClient:
+def make_client(
+    settings: Settings,
+    *,
+    api_key: str,
+    base_url: str,
+    before_request: Callable[[], Awaitable[None]] | None = None,
+) -> AsyncTaskClient:
     """A client configured from settings."""
     return AsyncTaskClient(
         api_key=api_key,
         base_url=base_url,
+        before_request=before_request,
         max_retries=settings.max_retries,
         extra_betas=tuple(settings.extra_betas),
         connect_timeout=settings.connect_timeout,
@@ -60,7 +70,22 @@ def make_lifespan(settings: Settings, *, client: AsyncTaskClient | None = None, 
             is_emulated = bool(emulated)
             time_scale = 1.0
             if task_client is None and settings.uses_emulator:
-                task_client = await stack.enter_async_context(_embedded_emulator(settings))
+                group = await stack.enter_async_context(anyio.create_task_group())
+                stack.callback(group.cancel_scope.cancel)  # runs before the group exits: stops the emulator
+                emulator = EmbeddedEmulator(settings, group)
+                stack.callback(emulator.close)
+                logger.warning(
+                    "No PARALLEL_API_KEY set: using the embedded Task API emulator at %s. "
+                    "Results are emulated, not real research. Set PARALLEL_API_KEY to use api.parallel.ai.",
+                    emulator.base_url,
+                )
+                task_client = make_client(
+                    settings,
+                    api_key=emulator.api_key,
+                    base_url=emulator.base_url,
+                    before_request=emulator.ensure_started,
+                )
+                stack.push_async_callback(task_client.aclose)
                 is_emulated = emulated if emulated is not None else True
                 time_scale = settings.emulator_speed
             elif task_client is None:
@@ -81,28 +106,46 @@ def make_lifespan(settings: Settings, *, client: AsyncTaskClient | None = None, 
     return lifespan
 
 
-def _embedded_emulator(settings: Settings) -> AbstractAsyncContextManager[AsyncTaskClient]:
-    @asynccontextmanager
-    async def run() -> AsyncGenerator[AsyncTaskClient]:
-        # Imported here: a server with a key never pays for the emulator's imports at start-up.
+class EmbeddedEmulator:
+    """The emulator a keyless server talks to: its port is bound at once, its server starts on first use.
+
+    Binding first gives the client its URL; starting on the first request keeps the emulator's
+    imports and start-up out of the time to a `tools/list` answer.
+    """
+
+    def __init__(self, settings: Settings, group: TaskGroup) -> None:
+        self.api_key = "emu_" + secrets.token_hex(16)
+        self._settings = settings
+        self._group = group
+        self._sock = listening_socket("127.0.0.1", 0)
+        host, port = self._sock.getsockname()[:2]
+        self.base_url = f"http://{host}:{port}"
+        self._lock = anyio.Lock()
+        self._started = False
+
+    async def ensure_started(self) -> None:
+        """Start serving (once); requests that arrive meanwhile wait in the socket's backlog."""
+        if self._started:
+            return
+        async with self._lock:
+            if not self._started:
+                await self._group.start(self._serve)
+                self._started = True
+
+    async def _serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        # Imported here: a server with a key never pays for the emulator's imports.
         from parallel_mcp.emulator.config import EmulatorConfig
         from parallel_mcp.emulator.runner import serve_emulator
 
-        key = "emu_" + secrets.token_hex(16)
-        config = EmulatorConfig(api_key=key, speed=settings.emulator_speed)
-        async with serve_emulator(config, host="127.0.0.1", port=0) as emulator:
-            logger.warning(
-                "No PARALLEL_API_KEY set: running on the embedded Task API emulator at %s. "
-                "Results are emulated, not real research. Set PARALLEL_API_KEY to use api.parallel.ai.",
-                emulator.base_url,
-            )
-            client = make_client(settings, api_key=key, base_url=emulator.base_url)
-            try:
-                yield client
-            finally:
-                await client.aclose()
+        config = EmulatorConfig(api_key=self.api_key, speed=self._settings.emulator_speed)
+        async with serve_emulator(config, sock=self._sock):
+            task_status.started()
+            await anyio.sleep_forever()
 
-    return run()
+    def close(self) -> None:
+        """Release the port if the emulator never started (serving closes it otherwise)."""
+        if not self._started:
+            self._sock.close()
 
 
 def _bearer(headers: Mapping[str, str]) -> str | None:

@@ -45,7 +45,7 @@ def test_an_invalid_setting_exits_2_with_a_message_naming_it() -> None:
     env = server_env(PARALLEL_MCP_DEFAULT_PROCESSOR="mega")
     done = subprocess.run(command("serve"), env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
-    assert "default_processor" in done.stderr and "Traceback" not in done.stderr
+    assert "PARALLEL_MCP_DEFAULT_PROCESSOR" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_missing_config_file_exits_2(tmp_path: Path) -> None:

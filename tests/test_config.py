@@ -73,3 +73,19 @@ def test_a_secret_in_an_invalid_setting_is_not_echoed(monkeypatch: pytest.Monkey
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert "sk-very-secret" not in str(caught.value) and "PARALLEL_BASE_URL" in str(caught.value)
+
+
+def test_list_settings_take_json_or_commas_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLEL_MCP_ALLOWED_HOSTS", '["a.example:443", "b.example:443"]')
+    monkeypatch.setenv("PARALLEL_MCP_EXTRA_BETAS", "beta-one, beta-two")
+    settings = load_settings()
+    assert settings.allowed_hosts == ["a.example:443", "b.example:443"]
+    assert settings.extra_betas == ["beta-one", "beta-two"]
+
+
+def test_errors_name_the_flag_or_variable_that_holds_the_bad_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLEL_MCP_PORT", "eighty")
+    with pytest.raises(ConfigError, match="PARALLEL_MCP_PORT"):
+        load_settings()
+    with pytest.raises(ConfigError, match="--wait-seconds"):
+        load_settings(port=80, wait_seconds=-1)

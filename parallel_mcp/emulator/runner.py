@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 from parallel_mcp.emulator.app import create_emulator_app
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.state import EmulatorState
+from parallel_mcp.sockets import listening_socket
 
 logger = logging.getLogger(__name__)
 
@@ -88,21 +89,21 @@ def _uvicorn_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
 
 @asynccontextmanager
 async def serve_asgi(
-    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, on_server: Callable[[uvicorn.Server], None] | None = None
+    app: ASGIApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    on_server: Callable[[uvicorn.Server], None] | None = None,
+    sock: socket.socket | None = None,
 ) -> AsyncGenerator[str]:
     """Serve any ASGI app with uvicorn in this event loop; yields its base URL (e.g. for a webhook receiver).
 
     The socket listens before uvicorn starts, so clients may connect at once: they queue until it accepts.
+    Pass `sock` (from `listening_socket`) to serve on a socket bound earlier; it is closed afterwards.
     """
-    # An explicit IPPROTO_TCP makes asyncio set TCP_NODELAY on accepted sockets; with proto 0 it does not,
-    # and Nagle plus delayed ACKs add 40 ms to every keep-alive request.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = sock or listening_socket(host, port)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        bound_port: int = sock.getsockname()[1]
+        host, bound_port = sock.getsockname()[:2]
         server = _EmbeddedServer(_uvicorn_config(app, host, bound_port))
         if on_server is not None:
             on_server(server)
@@ -119,7 +120,7 @@ async def serve_asgi(
 
 @asynccontextmanager
 async def serve_emulator(
-    config: EmulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    config: EmulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None
 ) -> AsyncGenerator[RunningEmulator]:
     """Run the emulator in this event loop on `host:port` (0 picks a free port) for the block's duration.
 
@@ -134,7 +135,8 @@ async def serve_emulator(
     def attach(server: uvicorn.Server) -> None:
         state.drop_connection = _dropper(server)
 
-    async with serve_asgi(create_emulator_app(state), host=host, port=port, on_server=attach) as base_url:
+    app = create_emulator_app(state)
+    async with serve_asgi(app, host=host, port=port, on_server=attach, sock=sock) as base_url:
         with anyio.fail_after(STARTUP_TIMEOUT_SECONDS):
             await state.started.wait()
         logger.info("emulator listening on %s", base_url)
