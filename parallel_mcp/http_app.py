@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import socket
 from typing import Any
 
 import uvicorn
@@ -13,6 +12,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from parallel_mcp.announce import AnnouncingServer
 from parallel_mcp.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -70,24 +70,11 @@ def build_http_app(server: MCPServer[Any], settings: Settings) -> ASGIApp:
     return app
 
 
-class _AnnouncingServer(uvicorn.Server):
-    """Logs the real address once the socket is bound (port 0 picks a free port)."""
-
-    def __init__(self, config: uvicorn.Config, path: str) -> None:
-        super().__init__(config)
-        self._path = path
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started and self.servers and self.servers[0].sockets:
-            host, port = self.servers[0].sockets[0].getsockname()[:2]
-            logger.warning("parallel-mcp listening on http://%s:%d%s", host, port, self._path)
-
-
 async def serve_http(server: MCPServer[Any], settings: Settings) -> None:
     """Serve MCP over streamable HTTP (`/mcp`) or SSE (`/sse`) until interrupted."""
     app = build_http_app(server, settings)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), log_config=None
     )
-    await _AnnouncingServer(config, "/sse" if settings.transport == "sse" else "/mcp").serve()
+    path = "/sse" if settings.transport == "sse" else "/mcp"
+    await AnnouncingServer(config, f"parallel-mcp listening on {{url}}{path}", logger).serve()

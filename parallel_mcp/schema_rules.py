@@ -52,11 +52,13 @@ class SchemaReport:
     warnings: list[str] = field(default_factory=list[str])
 
 
-def _as_dict(value: object) -> dict[str, Any] | None:
+def as_schema(value: object) -> dict[str, Any] | None:
+    """The value as a schema object, or None when it is not a JSON object."""
     return cast(dict[str, Any], value) if isinstance(value, dict) else None
 
 
-def _types_of(node: dict[str, Any]) -> list[str]:
+def schema_types(node: dict[str, Any]) -> list[str]:
+    """The node's `type` as a list (a union like ``["string", "null"]`` or a single type)."""
     raw = node.get("type")
     if isinstance(raw, str):
         return [raw]
@@ -77,7 +79,7 @@ def check_output_schema(schema: dict[str, Any]) -> SchemaReport:
     report = SchemaReport()
     if "anyOf" in schema:
         report.errors.append("the root of the output schema must not use anyOf; make it one object")
-    if _types_of(schema) != ["object"] or not isinstance(schema.get("properties"), dict):
+    if schema_types(schema) != ["object"] or not isinstance(schema.get("properties"), dict):
         report.errors.append('the root of the output schema must be {"type": "object", "properties": {...}}')
     counts = {"properties": 0, "enum_values": 0}
     _walk(schema, "$", 1, report, counts)
@@ -105,7 +107,7 @@ def _walk(
         return
     for keyword in sorted(UNSUPPORTED_KEYWORDS.intersection(node)):
         report.errors.append(f"{path} uses the unsupported keyword {keyword!r}; describe the constraint in words")
-    types = _types_of(node)
+    types = schema_types(node)
     # `{"type": "null"}` as an anyOf/oneOf option is how pydantic spells Optional: a union, so allowed.
     if types == ["null"] and not in_union:
         report.errors.append(f'{path} has type "null" alone; null is allowed only in a union like ["string", "null"]')
@@ -117,7 +119,7 @@ def _walk(
             report.errors.append(
                 f"{path} has an enum of {len(values)} values over {MAX_LARGE_ENUM_CHARS} characters in total"
             )
-    properties = _as_dict(node.get("properties"))
+    properties = as_schema(node.get("properties"))
     if properties is not None:
         counts["properties"] += len(properties)
         required = node.get("required")
@@ -130,24 +132,24 @@ def _walk(
         if node.get("additionalProperties") is not False:
             report.warnings.append(f"{path} should set additionalProperties to false")
         for name, child in properties.items():
-            child_dict = _as_dict(child)
+            child_dict = as_schema(child)
             if child_dict is not None:
                 _walk(child_dict, f"{path}.properties.{name}", depth + 1, report, counts)
-    items = _as_dict(node.get("items"))
+    items = as_schema(node.get("items"))
     if items is not None:
         _walk(items, f"{path}.items", depth + 1, report, counts)
     for union_key in ("anyOf", "oneOf", "allOf"):
         options = node.get(union_key)
         if isinstance(options, list):
             for index, option in enumerate(cast(list[object], options)):
-                option_dict = _as_dict(option)
+                option_dict = as_schema(option)
                 if option_dict is not None:
                     _walk(option_dict, f"{path}.{union_key}[{index}]", depth, report, counts, union_key != "allOf")
     for defs_key in ("$defs", "definitions"):
-        defs = _as_dict(node.get(defs_key))
+        defs = as_schema(node.get(defs_key))
         if defs is not None:
             for name, child in defs.items():
-                child_dict = _as_dict(child)
+                child_dict = as_schema(child)
                 if child_dict is not None:
                     _walk(child_dict, f"{path}.{defs_key}.{name}", depth, report, counts)
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncGenerator, Generator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-import anyio
-import uvicorn
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
-from starlette.types import ASGIApp
 
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.config import Settings
@@ -81,35 +78,8 @@ def structured(result: CallToolResult) -> dict[str, Any]:
     return cast(dict[str, Any], content)
 
 
-class _Uvicorn(uvicorn.Server):
-    """Sets `ready` once listening, and leaves pytest's signal handlers alone."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    @contextmanager
-    def capture_signals(self) -> Generator[None]:
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().startup(sockets=sockets)
-        finally:
-            self.ready.set()
-
-
-@asynccontextmanager
-async def serve_asgi(app: ASGIApp) -> AsyncGenerator[str]:
-    """Serve an ASGI app with uvicorn on 127.0.0.1 (a free port) for the block; yields its base URL."""
-    server = _Uvicorn(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_config=None))
-    async with anyio.create_task_group() as group:
-        group.start_soon(server.serve)
-        with anyio.fail_after(10):
-            await server.ready.wait()
-        assert server.started
-        port = int(server.servers[0].sockets[0].getsockname()[1])
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
+def closed_port() -> int:
+    """A loopback port nobody listens on: bind an ephemeral one, then let it go."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

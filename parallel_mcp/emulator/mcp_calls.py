@@ -31,6 +31,7 @@ from mcp.types import CallToolResult, EmbeddedResource, TextContent, TextResourc
 
 from parallel_mcp.models.common import McpToolCall, Warning
 from parallel_mcp.models.requests import McpServer
+from parallel_mcp.schema_rules import as_schema
 
 __all__ = ["call_mcp_servers"]
 
@@ -230,7 +231,7 @@ def _result_text(result: CallToolResult) -> str:
 
 def _arguments_for(schema: Mapping[str, Any], query: str) -> dict[str, Any]:
     """Arguments for a tool: its required properties filled with plausible values (the query for strings)."""
-    defs = _as_dict(schema.get("$defs")) or _as_dict(schema.get("definitions")) or {}
+    defs = as_schema(schema.get("$defs")) or as_schema(schema.get("definitions")) or {}
     return _object_value(schema, query, defs, 0)
 
 
@@ -239,7 +240,7 @@ def _value_for(schema: Mapping[str, Any], query: str, defs: Mapping[str, Any], d
         return None
     ref = schema.get("$ref")
     if isinstance(ref, str):
-        target = _as_dict(defs.get(ref.rsplit("/", 1)[-1]))
+        target = as_schema(defs.get(ref.rsplit("/", 1)[-1]))
         return _value_for(target or {}, query, defs, depth + 1)
     if "const" in schema:
         return schema["const"]
@@ -247,7 +248,7 @@ def _value_for(schema: Mapping[str, Any], query: str, defs: Mapping[str, Any], d
     if enum:
         return enum[0]
     for key in ("anyOf", "oneOf", "allOf"):
-        options = [option for option in map(_as_dict, _as_list(schema.get(key)) or []) if option is not None]
+        options = [option for option in map(as_schema, _as_list(schema.get(key)) or []) if option is not None]
         # Optional[X] is anyOf [X, null]: pick the first non-null branch so the tool gets a real value.
         for option in options:
             if option.get("type") != "null":
@@ -267,7 +268,7 @@ def _value_for(schema: Mapping[str, Any], query: str, defs: Mapping[str, Any], d
     if kind == "null":
         return None
     if kind == "array":
-        items = _as_dict(schema.get("items"))
+        items = as_schema(schema.get("items"))
         return [_value_for(items, query, defs, depth + 1)] if items else []
     if kind == "object" or "properties" in schema:
         return _object_value(schema, query, defs, depth + 1)
@@ -276,16 +277,12 @@ def _value_for(schema: Mapping[str, Any], query: str, defs: Mapping[str, Any], d
 
 
 def _object_value(schema: Mapping[str, Any], query: str, defs: Mapping[str, Any], depth: int) -> dict[str, Any]:
-    properties = _as_dict(schema.get("properties")) or {}
+    properties = as_schema(schema.get("properties")) or {}
     required = [name for name in _as_list(schema.get("required")) or [] if isinstance(name, str)]
     value: dict[str, Any] = {}
     for name in required:
-        value[name] = _value_for(_as_dict(properties.get(name)) or {}, query, defs, depth)
+        value[name] = _value_for(as_schema(properties.get(name)) or {}, query, defs, depth)
     return value
-
-
-def _as_dict(value: object) -> dict[str, Any] | None:
-    return cast(dict[str, Any], value) if isinstance(value, dict) else None
 
 
 def _as_list(value: object) -> list[Any] | None:

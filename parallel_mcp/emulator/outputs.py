@@ -29,6 +29,7 @@ from parallel_mcp.models import (
     TextSchema,
 )
 from parallel_mcp.processors import FAST_SUFFIX, TIER_NAMES, is_premium
+from parallel_mcp.schema_rules import as_schema, schema_types
 
 __all__ = ["ProgressStep", "build_output", "progress_script"]
 
@@ -196,19 +197,6 @@ def _humanize(name: str) -> str:
     return " ".join(words).lower() or "value"
 
 
-def _as_schema(value: object) -> dict[str, Any] | None:
-    return cast(dict[str, Any], value) if isinstance(value, dict) else None
-
-
-def _types_of(node: dict[str, Any]) -> list[str]:
-    raw = node.get("type")
-    if isinstance(raw, str):
-        return [raw]
-    if isinstance(raw, list):
-        return [str(t) for t in cast(list[object], raw)]
-    return []
-
-
 class _Filler:
     """Builds a value conforming to a JSON schema, with plausible strings that mention the input."""
 
@@ -228,7 +216,7 @@ class _Filler:
             for part in ref.removeprefix("#").strip("/").split("/") if ref != "#" else []:
                 key = part.replace("~1", "/").replace("~0", "~")
                 target = cast(dict[str, object], target).get(key) if isinstance(target, dict) else None
-            resolved = _as_schema(target)
+            resolved = as_schema(target)
             if resolved is None:
                 return {k: v for k, v in node.items() if k != "$ref"}
             node = {**resolved, **{k: v for k, v in node.items() if k != "$ref"}}
@@ -245,22 +233,22 @@ class _Filler:
         for union in ("anyOf", "oneOf"):
             raw_options = node.get(union)
             if isinstance(raw_options, list):
-                options = [o for o in map(_as_schema, cast(list[object], raw_options)) if o is not None]
-                non_null = [o for o in options if _types_of(self.resolve(o)) != ["null"]]
+                options = [o for o in map(as_schema, cast(list[object], raw_options)) if o is not None]
+                non_null = [o for o in options if schema_types(self.resolve(o)) != ["null"]]
                 if options:
                     return self.value(self.rng.choice(non_null or options), name, depth, index)
         all_of = node.get("allOf")
         if isinstance(all_of, list):
             merged = {k: v for k, v in node.items() if k != "allOf"}
-            for part in map(_as_schema, cast(list[object], all_of)):
+            for part in map(as_schema, cast(list[object], all_of)):
                 if part is not None:
                     part = self.resolve(part)
                     props = {**cast(dict[str, Any], merged.get("properties", {})), **part.get("properties", {})}
                     merged = {**part, **merged, "properties": props} if props else {**part, **merged}
             return self.value(merged, name, depth, index)
-        types = [t for t in _types_of(node) if t != "null"]
+        types = [t for t in schema_types(node) if t != "null"]
         if not types:
-            if _types_of(node) == ["null"]:
+            if schema_types(node) == ["null"]:
                 return None
             types = ["object" if "properties" in node else "array" if "items" in node else "string"]
         kind = types[0]
@@ -280,13 +268,13 @@ class _Filler:
         return self.string(name, node, index)
 
     def object(self, node: dict[str, Any], depth: int) -> dict[str, Any]:
-        properties = _as_schema(node.get("properties")) or {}
+        properties = as_schema(node.get("properties")) or {}
         result = {
             key: self.value(child, key, depth + 1)
             for key, raw in properties.items()
-            if (child := _as_schema(raw)) is not None
+            if (child := as_schema(raw)) is not None
         }
-        extra = _as_schema(node.get("additionalProperties"))
+        extra = as_schema(node.get("additionalProperties"))
         if not properties and extra is not None:
             result[self.run.words[0]] = self.value(extra, self.run.words[0], depth + 1)
         return result
@@ -294,9 +282,9 @@ class _Filler:
     def array(self, node: dict[str, Any], name: str, depth: int) -> list[Any]:
         prefix = node.get("prefixItems")
         if isinstance(prefix, list):
-            parts = [_as_schema(p) or {} for p in cast(list[object], prefix)]
+            parts = [as_schema(p) or {} for p in cast(list[object], prefix)]
             return [self.value(part, name, depth + 1, i) for i, part in enumerate(parts)]
-        items = _as_schema(node.get("items")) or {"type": "string"}
+        items = as_schema(node.get("items")) or {"type": "string"}
         singular = name.removesuffix("s") if len(name) > 3 else name
         count = self.rng.randint(*self.items)
         return [self.value(items, singular, depth + 1, i) for i in range(count)]

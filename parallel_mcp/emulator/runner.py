@@ -13,6 +13,7 @@ import anyio
 import uvicorn
 from starlette.types import ASGIApp
 
+from parallel_mcp.announce import AnnouncingServer
 from parallel_mcp.emulator.app import create_emulator_app
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.state import EmulatorState
@@ -143,20 +144,6 @@ async def serve_emulator(
         yield RunningEmulator(base_url=base_url, state=state, config=config)
 
 
-class _AnnouncingServer(uvicorn.Server):
-    """Says where it listens once bound, so `--port 0` (a free port) can be found from stderr."""
-
-    def __init__(self, config: uvicorn.Config, summary: str) -> None:
-        super().__init__(config)
-        self._summary = summary
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started and self.servers and self.servers[0].sockets:
-            host, port = self.servers[0].sockets[0].getsockname()[:2]
-            logger.warning("Task API emulator listening on http://%s:%d (%s)", host, port, self._summary)
-
-
 def run_emulator_forever(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 8787) -> None:
     """Serve the emulator until interrupted (the `parallel-mcp emulator` command); logs go to stderr."""
     state = EmulatorState(config)
@@ -165,6 +152,7 @@ def run_emulator_forever(config: EmulatorConfig, host: str = "127.0.0.1", port: 
         f"{len(config.faults)} fault(s), "
         f"{'one api key' if config.api_key else 'any api key'}"
     )
-    server = _AnnouncingServer(_uvicorn_config(create_emulator_app(state), host, port), summary)
+    uvicorn_config = _uvicorn_config(create_emulator_app(state), host, port)
+    server = AnnouncingServer(uvicorn_config, f"Task API emulator listening on {{url}} ({summary})", logger)
     state.drop_connection = _dropper(server)
     server.run()

@@ -5,62 +5,28 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Literal
 
 import anyio
 import pytest
-import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from parallel_mcp.emulator.mcp_calls import call_mcp_servers
+from parallel_mcp.emulator.runner import serve_asgi
 from parallel_mcp.models.common import McpToolCall, Warning
 from parallel_mcp.models.requests import McpServer
+from tests.support import closed_port
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 WARNING_MESSAGE = re.compile(r"Error listing tools from MCP server (?P<name>\S+)\. Reference ID: \S+")
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that sets an event once it listens (or gave up), so tests wait on it instead of polling."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().startup(sockets=sockets)
-        finally:
-            self.ready.set()
-
-
-@asynccontextmanager
-async def serve(app: ASGIApp, *, lifespan: Literal["on", "off"] = "on") -> AsyncGenerator[str]:
-    """Serve `app` with uvicorn in this event loop on 127.0.0.1 (a free port); yield its base URL.
-
-    lifespan="on" makes a missing lifespan a startup error: MCPServer's app starts its session manager there.
-    """
-    # log_config=None: leave the process's logging setup (and so caplog) alone.
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan=lifespan, log_config=None))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        with anyio.fail_after(10):
-            await server.ready.wait()
-        assert server.started
-        port = int(server.servers[0].sockets[0].getsockname()[1])
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
 
 
 class Filters(BaseModel):
@@ -118,6 +84,8 @@ def require_bearer(app: ASGIApp, token: str) -> ASGIApp:
 
 async def never_answers(scope: Scope, receive: Receive, send: Send) -> None:
     """An HTTP app that reads requests but never responds; it returns once the client hangs up."""
+    if scope["type"] != "http":
+        return  # no lifespan support: uvicorn then serves without one
     while (await receive())["type"] != "http.disconnect":
         pass
 
@@ -125,15 +93,8 @@ async def never_answers(scope: Scope, receive: Receive, send: Send) -> None:
 @asynccontextmanager
 async def hello_url() -> AsyncGenerator[str]:
     """The /mcp URL of a fresh hello server behind bearer-token auth."""
-    async with serve(require_bearer(hello_server().streamable_http_app(), TOKEN)) as base:
+    async with serve_asgi(require_bearer(hello_server().streamable_http_app(), TOKEN)) as base:
         yield f"{base}/mcp"
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on: bind an ephemeral one, then let it go."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def only_call(calls: list[McpToolCall] | None) -> McpToolCall:
@@ -290,7 +251,7 @@ async def test_a_wrong_token_gives_a_warning_and_never_leaks_the_header(caplog: 
 
 async def test_a_server_that_never_answers_times_out_into_a_warning() -> None:
     with anyio.fail_after(10):
-        async with serve(never_answers, lifespan="off") as base:
+        async with serve_asgi(never_answers) as base:
             calls, warnings = await call_mcp_servers(
                 [McpServer(name="silent", url=f"{base}/mcp")], query="q", max_calls=1, timeout=0.5
             )

@@ -8,22 +8,19 @@ import hmac
 import json
 import logging
 import re
-import socket
-from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
 import httpx2
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
+from parallel_mcp.emulator.runner import serve_asgi
 from parallel_mcp.emulator.webhooks import build_webhook_request, deliver_webhook, sign_webhook, verify_webhook
+from tests.support import closed_port
 
 pytestmark = pytest.mark.anyio
 
@@ -33,37 +30,6 @@ PAYLOAD = {
     "type": "task_run.status",
     "data": {"run_id": "trun_1", "status": "completed", "is_active": False},
 }
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that sets an event once it listens (or gave up), so tests wait on it instead of polling."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().startup(sockets=sockets)
-        finally:
-            self.ready.set()
-
-
-@asynccontextmanager
-async def serve(app: ASGIApp) -> AsyncGenerator[str]:
-    """Serve `app` with uvicorn in this event loop on 127.0.0.1 (a free port); yield its base URL."""
-    # log_config=None: leave the process's logging setup (and so caplog) alone.
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_config=None))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        with anyio.fail_after(10):
-            await server.ready.wait()
-        assert server.started
-        port = int(server.servers[0].sockets[0].getsockname()[1])
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
 
 
 @dataclass
@@ -85,13 +51,6 @@ class Receiver:
             return Response(status_code=status if self.verified[-1] else 401)
 
         return Starlette(routes=[Route("/hook", hook, methods=["POST"])])
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on: bind an ephemeral one, then let it go."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def expected_signature(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
@@ -201,7 +160,7 @@ def test_built_request_uses_the_given_id_and_timestamp() -> None:
 async def test_delivery_retries_after_a_500_with_the_same_webhook_id_and_succeeds() -> None:
     receiver = Receiver(statuses=[500, 200])
     with anyio.fail_after(10):
-        async with serve(receiver.app()) as base, httpx2.AsyncClient() as http:
+        async with serve_asgi(receiver.app()) as base, httpx2.AsyncClient() as http:
             delivered = await deliver_webhook(http, f"{base}/hook", SECRET, PAYLOAD, backoff=0.01)
     assert delivered
     assert len(receiver.ids) == 2
@@ -215,7 +174,7 @@ async def test_delivery_returns_false_after_all_attempts_fail(caplog: pytest.Log
     caplog.set_level(logging.DEBUG)
     receiver = Receiver(statuses=[503])
     with anyio.fail_after(10):
-        async with serve(receiver.app()) as base, httpx2.AsyncClient() as http:
+        async with serve_asgi(receiver.app()) as base, httpx2.AsyncClient() as http:
             delivered = await deliver_webhook(http, f"{base}/hook", SECRET, PAYLOAD, attempts=3, backoff=0.01)
     assert not delivered
     assert len(receiver.ids) == 3
