@@ -64,6 +64,11 @@ class Settings(BaseModel):
     multi_user: bool = Field(
         default=False, description="HTTP: each request brings its own Parallel key (Authorization or x-api-key)."
     )
+    journal: str = Field(
+        default="auto",
+        description='Run journal: "auto" (a file in the user state dir; in memory on the emulator), "off", '
+        "or a file path.",
+    )
     allowed_hosts: list[str] = Field(
         default_factory=list[str], description="Extra Host values accepted over HTTP (e.g. mcp.example.com:443)."
     )

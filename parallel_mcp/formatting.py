@@ -21,7 +21,7 @@ from typing import Any, cast
 from pydantic_core import to_json
 
 from parallel_mcp.models import Citation, FieldBasis, McpToolCall, TaskRunJsonOutput, TaskRunTextOutput
-from parallel_mcp.views import BasisEntry, CitationRef, OutputPage, PageInfo, TaskRunView
+from parallel_mcp.views import BasisEntry, CitationRef, OutputPage, PageInfo, RunListView, TaskRunView
 
 CHARS_PER_TOKEN = 4
 """Documented rule of thumb for English text and JSON: about four characters per token."""
@@ -806,3 +806,14 @@ def _render_progress(view: TaskRunView) -> str:
     if view.retry_after_seconds is not None:
         parts.append(f"check again in about {view.retry_after_seconds}s")
     return "Progress: " + (" · ".join(parts) if parts else "started")
+
+
+def render_run_list(view: RunListView) -> str:
+    """The compact text of a `list_task_runs` result: one line per run."""
+    lines = [f"{len(view.runs)} run(s), newest first{' [EMULATED]' if view.emulated else ''}:"]
+    for run in view.runs:
+        when = run.created_at or run.updated_at
+        key = f" key={run.idempotency_key}" if run.idempotency_key else ""
+        lines.append(f"- {run.run_id} {run.status} ({run.processor}, {when}){key}: {run.input_excerpt}")
+    lines.append(view.next_step)
+    return "\n".join(lines)

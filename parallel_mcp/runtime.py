@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sqlite3
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,6 +21,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.config import Settings
+from parallel_mcp.journal import MEMORY, Journal, default_journal_path
 from parallel_mcp.service import RunService, owner_of
 from parallel_mcp.sockets import listening_socket
 
@@ -95,15 +98,35 @@ def make_lifespan(settings: Settings, *, client: AsyncTaskClient | None = None, 
             elif is_emulated:
                 time_scale = settings.emulator_speed
             api_key_for_owner = settings.api_key.get_secret_value() if settings.api_key else "emulator"
+            journal = open_journal(settings, emulated=is_emulated)
+            stack.callback(journal.close)
             service = RunService(
                 budget_tokens=settings.result_budget_tokens,
                 progress_interval=settings.progress_interval,
                 emulated=is_emulated,
                 time_scale=time_scale,
+                journal=journal,
             )
             yield AppContext(settings=settings, client=task_client, owner=owner_of(api_key_for_owner), service=service)
 
     return lifespan
+
+
+def open_journal(settings: Settings, *, emulated: bool) -> Journal:
+    """The run journal the settings ask for.
+
+    "auto" keeps a file for real runs and memory for emulated ones, whose runs end with the
+    process; "off" keeps memory only (idempotency then holds for the process's life).
+    """
+    choice = settings.journal.strip()
+    if choice == "off" or (choice == "auto" and emulated):
+        return Journal.open(MEMORY)
+    path = default_journal_path() if choice == "auto" else Path(choice).expanduser()
+    try:
+        return Journal.open(path)
+    except (OSError, sqlite3.Error) as exc:
+        logger.warning("run journal %s unavailable (%s); keeping it in memory", path, exc)
+        return Journal.open(MEMORY)
 
 
 class EmbeddedEmulator:

@@ -7,6 +7,8 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import anyio
+
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.errors import NotFoundError
 from parallel_mcp.formatting import page_output
@@ -18,6 +20,7 @@ from parallel_mcp.guidance import (
     retry_after_hint,
     still_running_step,
 )
+from parallel_mcp.journal import MEMORY, Journal, JournalEntry
 from parallel_mcp.models import ErrorObject, TaskRun, TaskRunInput, TaskRunResult
 from parallel_mcp.processors import PROCESSORS, get_processor
 from parallel_mcp.views import Progress, RunError, TaskRunView
@@ -100,12 +103,15 @@ class RunService:
         emulated: bool,
         time_scale: float = 1.0,
         cache: ResultCache | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.budget_tokens = budget_tokens
         self.progress_interval = progress_interval
         self.emulated = emulated
         self.time_scale = time_scale
         self.cache = cache or ResultCache()
+        self.journal = journal or Journal.open(MEMORY)
+        self._key_locks: dict[tuple[str, str], anyio.Lock] = {}
 
     @property
     def page_budget_chars(self) -> int:
@@ -120,14 +126,54 @@ class RunService:
         *,
         wait: float,
         sink: ProgressSink | None,
+        idempotency_key: str | None = None,
     ) -> TaskRunView:
-        """Create a run, then wait up to `wait` seconds for it."""
+        """Create a run, then wait up to `wait` seconds for it.
+
+        With an `idempotency_key` that created a run before (for this key's owner), that run is
+        returned instead and nothing new is billed.
+        """
+        if idempotency_key is None:
+            return await self._create(client, owner, body, wait=wait, sink=sink, idempotency_key=None)
+        slot = (owner, idempotency_key)
+        lock = self._key_locks.setdefault(slot, anyio.Lock())
+        try:
+            async with lock:
+                earlier = self.journal.find_by_key(owner, idempotency_key)
+                if earlier is None:
+                    return await self._create(
+                        client, owner, body, wait=wait, sink=sink, idempotency_key=idempotency_key
+                    )
+        finally:
+            if lock.statistics().tasks_waiting == 0:
+                self._key_locks.pop(slot, None)
+        view = await self.get(client, owner, earlier, wait=wait, sink=sink, page=PageRequest())
+        view.warnings.append(
+            f"idempotency_key {idempotency_key!r} already created run {earlier}: returned it; nothing new was billed."
+        )
+        return view
+
+    async def _create(
+        self,
+        client: AsyncTaskClient,
+        owner: str,
+        body: TaskRunInput,
+        *,
+        wait: float,
+        sink: ProgressSink | None,
+        idempotency_key: str | None,
+    ) -> TaskRunView:
         run = await client.create_run(body)
         logger.info("created run %s on %s", run.run_id, run.processor)
+        self.journal.record(owner, run, input_value=body.input, idempotency_key=idempotency_key)
         outcome = await self._settle(client, run, wait=wait, sink=sink)
         if outcome.run is None:
             outcome.run = run
         return self._outcome_view(owner, outcome, page=PageRequest(), wait=wait)
+
+    def recent_runs(self, owner: str, *, limit: int, active_only: bool) -> list[JournalEntry]:
+        """The runs this server created for this owner, newest first (from the journal)."""
+        return self.journal.recent(owner, limit=limit, active_only=active_only)
 
     async def get(
         self,
@@ -178,6 +224,7 @@ class RunService:
 
     def _outcome_view(self, owner: str, outcome: WaitOutcome, *, page: PageRequest, wait: float) -> TaskRunView:
         assert outcome.run is not None
+        self.journal.update(owner, outcome.run)
         if outcome.result is not None:
             self.cache.put(owner, outcome.result)
         progress = outcome.progress.to_view()

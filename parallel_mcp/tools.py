@@ -25,12 +25,12 @@ from parallel_mcp.arguments import (
 )
 from parallel_mcp.config import MAX_WAIT_SECONDS
 from parallel_mcp.errors import ParallelMCPError
-from parallel_mcp.formatting import render_view
+from parallel_mcp.formatting import render_run_list, render_view
 from parallel_mcp.guidance import describe_error, processor_line
 from parallel_mcp.processors import TIER_NAMES
 from parallel_mcp.runtime import AppContext, client_for
 from parallel_mcp.service import CostLimitError, PageRequest, check_cost
-from parallel_mcp.views import TaskRunView
+from parallel_mcp.views import RunListView, RunSummary, TaskRunView
 from parallel_mcp.waiter import ProgressSink
 
 logger = logging.getLogger(__name__)
@@ -72,6 +72,13 @@ CREATE_ANNOTATIONS = ToolAnnotations(
     destructive_hint=False,
     idempotent_hint=False,
     open_world_hint=True,
+)
+LIST_ANNOTATIONS = ToolAnnotations(
+    title="List Parallel task runs",
+    read_only_hint=True,
+    destructive_hint=False,
+    idempotent_hint=True,
+    open_world_hint=False,
 )
 GET_ANNOTATIONS = ToolAnnotations(
     title="Get a Parallel task run",
@@ -171,6 +178,15 @@ async def create_task_run(
     memory_scope_key: Annotated[
         str | None, Field(description="Memory scope to use for this run (optional; omit for personal memory).")
     ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=200,
+            description="Any unique string for this request. If a call with the same key already created a run, "
+            "that run is returned and nothing new is billed: pass one so a retried call is safe.",
+        ),
+    ] = None,
     wait_seconds: WaitSeconds = None,
 ) -> Annotated[CallToolResult, TaskRunView]:
     """Start a Parallel Task API run: web research or structured enrichment with cited sources.
@@ -180,7 +196,8 @@ async def create_task_run(
     {processors}; "-fast" variants are 2-5x faster at the same price.
     The call waits up to wait_seconds and returns the result if the run finished, otherwise its
     status and run_id: then call get_task_run(run_id, wait_seconds) until it completes. Each call
-    starts a new billed run; the Task API has no cancel.
+    starts a new billed run unless its idempotency_key was used before; the Task API has no cancel.
+    Lost a run_id? list_task_runs shows the runs created here.
     """
     app = ctx.request_context.lifespan_context
     client, owner = client_for(app, ctx.headers)
@@ -203,7 +220,9 @@ async def create_task_run(
     try:
         body = build_run_input(arguments)
         check_cost(body.processor, app.settings.max_cost_usd)
-        view = await app.service.create(client, owner, body, wait=wait, sink=_sink(ctx))
+        view = await app.service.create(
+            client, owner, body, wait=wait, sink=_sink(ctx), idempotency_key=idempotency_key
+        )
     except (ArgumentError, CostLimitError) as exc:
         raise ToolError(str(exc)) from None
     except ParallelMCPError as exc:
@@ -246,3 +265,29 @@ async def get_task_run(
     except ParallelMCPError as exc:
         raise ToolError(describe_error(exc, run_id=run_id)) from None
     return _respond(view)
+
+
+async def list_task_runs(
+    ctx: ToolContext,
+    limit: Annotated[int, Field(ge=1, le=100, description="How many runs, newest first.")] = 20,
+    active_only: Annotated[bool, Field(description="Only runs still queued or running when last seen.")] = False,
+) -> Annotated[CallToolResult, RunListView]:
+    """List the task runs this server created for you, newest first, with their last seen status.
+
+    Use it to find a run_id again (after a timeout, a restart or a long conversation); then call
+    get_task_run(run_id) for the current status or the result. Reads a local journal only: it
+    makes no request to the Task API and costs nothing.
+    """
+    app = ctx.request_context.lifespan_context
+    _client, owner = client_for(app, ctx.headers)
+    entries = app.service.recent_runs(owner, limit=limit, active_only=active_only)
+    runs = [RunSummary(**vars(entry)) for entry in entries]
+    step = (
+        "Call get_task_run(run_id=...) for a run's current status or its result."
+        if runs
+        else "No runs yet: create one with create_task_run."
+    )
+    view = RunListView(runs=runs, next_step=step, emulated=app.service.emulated)
+    return CallToolResult(
+        content=[TextContent(type="text", text=render_run_list(view))], structured_content=view.model_dump(mode="json")
+    )

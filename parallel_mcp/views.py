@@ -105,3 +105,24 @@ class TaskRunView(View):
     task_group_id: str | None = None
     estimated_cost_usd: float | None = Field(default=None, description="List price of this run (per run, USD).")
     emulated: bool = Field(default=False, description="True when served by the local emulator: not real research.")
+
+
+class RunSummary(View):
+    """One run from the journal, as last seen by this server."""
+
+    run_id: str
+    status: str = Field(description="Status when last seen; call get_task_run for the current one.")
+    processor: str
+    input_excerpt: str
+    created_at: str | None = None
+    updated_at: str
+    interaction_id: str | None = None
+    idempotency_key: str | None = None
+
+
+class RunListView(View):
+    """The runs this server created for you, newest first."""
+
+    runs: list[RunSummary]
+    next_step: str
+    emulated: bool = False

@@ -89,3 +89,8 @@ def test_errors_name_the_flag_or_variable_that_holds_the_bad_value(monkeypatch: 
         load_settings()
     with pytest.raises(ConfigError, match="--wait-seconds"):
         load_settings(port=80, wait_seconds=-1)
+
+
+def test_the_documented_config_file_loads_with_its_defaults() -> None:
+    documented = Path(__file__).resolve().parent.parent / "config" / "parallel-mcp.toml"
+    assert load_settings(documented) == load_settings()

@@ -54,6 +54,7 @@ async def _exercise_every_path(client: Client) -> list[str]:
     run_id = str(first["run_id"])
     for arguments in ({"run_id": run_id, "wait_seconds": 10}, {"run_id": run_id, "fields": ["nope"]}):
         outputs.append(_dump(await client.call_tool("get_task_run", arguments)))
+    outputs.append(_dump(await client.call_tool("list_task_runs", {})))
     return outputs
 
 
@@ -70,6 +71,7 @@ async def test_no_secret_appears_in_tool_output_stderr_or_files(tmp_path: Path) 
                 PARALLEL_BASE_URL=emulator.base_url,
                 PARALLEL_MCP_LOG_LEVEL="DEBUG",
                 HOME=str(home),
+                XDG_STATE_HOME=str(home / "state"),
             )
             cmd = command("-vv", "serve")
             params = StdioServerParameters(command=cmd[0], args=cmd[1:], env=env, cwd=str(home))
@@ -77,6 +79,7 @@ async def test_no_secret_appears_in_tool_output_stderr_or_files(tmp_path: Path) 
                 outputs = await _exercise_every_path(client)
             assert emulator.state.run_count >= 2
     errlog.close()
+    assert (home / "state" / "parallel-mcp" / "journal.sqlite3").exists()  # the journal was written and is scanned
     stderr = (tmp_path / "stderr.log").read_text()
     written = "\n".join(p.read_text(errors="replace") for p in home.rglob("*") if p.is_file())
     haystacks = {"tool output": "\n".join(outputs), "stderr": stderr, "files": written}

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.anyio
 
 async def _run_one_task(client: Client) -> dict[str, Any]:
     tools = await client.list_tools()
-    assert {tool.name for tool in tools.tools} == {"create_task_run", "get_task_run"}
+    assert {tool.name for tool in tools.tools} == {"create_task_run", "get_task_run", "list_task_runs"}
     seen: list[float] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
