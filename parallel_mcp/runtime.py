@@ -74,7 +74,6 @@ def make_lifespan(settings: Settings, *, client: AsyncTaskClient | None = None, 
             time_scale = 1.0
             if task_client is None and settings.uses_emulator:
                 group = await stack.enter_async_context(anyio.create_task_group())
-                stack.callback(group.cancel_scope.cancel)  # runs before the group exits: stops the emulator
                 emulator = EmbeddedEmulator(settings, group)
                 stack.callback(emulator.close)
                 logger.warning(
@@ -145,6 +144,7 @@ class EmbeddedEmulator:
         self.base_url = f"http://{host}:{port}"
         self._lock = anyio.Lock()
         self._started = False
+        self._stopping = anyio.Event()
 
     async def ensure_started(self) -> None:
         """Start serving (once); requests that arrive meanwhile wait in the socket's backlog."""
@@ -163,10 +163,11 @@ class EmbeddedEmulator:
         config = EmulatorConfig(api_key=self.api_key, speed=self._settings.emulator_speed)
         async with serve_emulator(config, sock=self._sock):
             task_status.started()
-            await anyio.sleep_forever()
+            await self._stopping.wait()
 
     def close(self) -> None:
-        """Release the port if the emulator never started (serving closes it otherwise)."""
+        """Stop serving and let in-flight requests finish (a cancelled uvicorn logs a traceback)."""
+        self._stopping.set()
         if not self._started:
             self._sock.close()
 

@@ -124,3 +124,11 @@ def test_is_premium_is_true_from_pro_upwards(name: str, premium: bool) -> None:
 @pytest.mark.parametrize("name", ["", "Pro", "pro-", "pro-fast-fast", "ultra16x", "core-slow"])
 def test_an_unknown_processor_name_is_not_found(name: str) -> None:
     assert get_processor(name) is None
+
+
+def test_the_tool_schema_offers_exactly_the_known_processors() -> None:
+    from typing import get_args
+
+    from parallel_mcp.tools import ProcessorName
+
+    assert list(get_args(ProcessorName)) == list(PROCESSORS)

@@ -70,7 +70,7 @@ async def test_run_command_prints_the_answer_with_citations_and_exits_zero() -> 
     out, err = done.stdout.decode(), done.stderr.decode()
     assert done.returncode == 0, err
     assert "completed" in out and "Sources:" in out and "https://" in out and "EMULATED" in out
-    assert "emulator" in err
+    assert "emulator" in err and "Traceback" not in err and "ERROR" not in err
 
 
 async def test_run_command_reports_a_bad_schema_file_clearly(tmp_path: Any) -> None:
