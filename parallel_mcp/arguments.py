@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
@@ -17,10 +18,13 @@ from parallel_mcp.models import (
     McpServer,
     SourcePolicy,
     TaskAdvancedSettings,
+    TaskGroupCreateRequest,
+    TaskGroupRunRequest,
     TaskRunInput,
     TaskSpec,
     Webhook,
 )
+from parallel_mcp.models.requests import check_spec_and_input
 
 
 class ArgumentError(ValueError):
@@ -100,3 +104,43 @@ def parse_fields(fields: list[str] | None) -> list[str] | None:
         return None
     cleaned = [name.strip() for name in fields if name.strip()]
     return cleaned or None
+
+
+def build_group_inputs(
+    inputs: list[str | dict[str, Any]],
+    *,
+    processor: str,
+    task_spec: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any] | None,
+) -> GroupRequest:
+    """Validate a group's rows, shared task spec and metadata into wire models.
+
+    Raises:
+        ArgumentError: with every problem named by its argument path (``inputs.3``, ``task_spec...``).
+    """
+    try:
+        spec = TaskSpec.model_validate(dict(task_spec)) if task_spec is not None else None
+    except ValidationError as exc:
+        raise ArgumentError(f"Invalid arguments: {describe_validation_error(exc, prefix='task_spec.')}") from None
+    try:
+        request = TaskGroupRunRequest.model_validate(
+            {"inputs": [{"input": value, "processor": processor} for value in inputs], "default_task_spec": spec}
+        )
+        group = TaskGroupCreateRequest.model_validate({"metadata": dict(metadata) if metadata else None})
+    except ValidationError as exc:
+        raise ArgumentError(f"Invalid arguments: {describe_validation_error(exc)}") from None
+    for index, item in enumerate(request.inputs):
+        try:
+            check_spec_and_input(spec, item.input)
+        except ValueError as exc:
+            raise ArgumentError(f"Invalid arguments: inputs.{index}: {exc}") from None
+    return GroupRequest(inputs=request.inputs, default_task_spec=spec, metadata=group.metadata)
+
+
+@dataclass(frozen=True)
+class GroupRequest:
+    """A validated group: its runs, the spec they share and the group's metadata."""
+
+    inputs: list[TaskRunInput]
+    default_task_spec: TaskSpec | None
+    metadata: dict[str, str | int | float | bool] | None

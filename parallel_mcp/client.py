@@ -34,16 +34,19 @@ from parallel_mcp.errors import (
 )
 from parallel_mcp.models import (
     ErrorEvent,
+    GroupEvent,
     JsonSchema,
     RunEvent,
     TaskGroup,
     TaskGroupRunResponse,
+    TaskGroupStatusEvent,
     TaskRun,
     TaskRunEvent,
     TaskRunInput,
     TaskRunProgressMessageEvent,
     TaskRunResult,
     TaskSpec,
+    UnknownEvent,
     parse_event,
 )
 
@@ -265,6 +268,8 @@ class AsyncTaskClient:
             ended = False
             try:
                 async for event in self._event_stream(f"/v1/tasks/runs/{_segment(run_id)}/events"):
+                    if isinstance(event, TaskGroupStatusEvent):
+                        continue  # not part of a run's stream
                     if isinstance(event, TaskRunProgressMessageEvent):
                         key = (event.type, event.timestamp, event.message)
                         if key in seen:
@@ -312,6 +317,22 @@ class AsyncTaskClient:
             "POST", f"/v1/tasks/groups/{_segment(group_id)}/runs", json_body=body, headers=headers, create=True
         )
         return TaskGroupRunResponse.model_validate(response.json())
+
+    async def group_events(self, group_id: str, *, timeout: float | None = None) -> AsyncIterator[GroupEvent]:
+        """Stream a group's status changes and run endings; it ends when no run is active any more."""
+        params: dict[str, str | int | float | bool] = {} if timeout is None else {"timeout": timeout}
+        async for event in self._event_stream(f"/v1/tasks/groups/{_segment(group_id)}/events", params):
+            if isinstance(event, TaskGroupStatusEvent | TaskRunEvent | ErrorEvent | UnknownEvent):
+                yield event
+
+    async def group_runs(
+        self, group_id: str, *, include_input: bool = False, include_output: bool = False
+    ) -> AsyncIterator[TaskRunEvent]:
+        """Every run of a group, at once (with inputs and outputs when asked)."""
+        params: dict[str, str | int | float | bool] = {"include_input": include_input, "include_output": include_output}
+        async for event in self._event_stream(f"/v1/tasks/groups/{_segment(group_id)}/runs", params):
+            if isinstance(event, TaskRunEvent):
+                yield event
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -398,7 +419,9 @@ class AsyncTaskClient:
         )
         return await http.send(request)
 
-    async def _event_stream(self, path: str) -> AsyncIterator[RunEvent]:
+    async def _event_stream(
+        self, path: str, params: Mapping[str, str | int | float | bool] | None = None
+    ) -> AsyncIterator[RunEvent | TaskGroupStatusEvent]:
         headers = {
             "x-api-key": self._api_key,
             "accept": "text/event-stream",
@@ -407,7 +430,8 @@ class AsyncTaskClient:
         http = await self._pool.http()
         self._pool.requests += 1
         timeout = httpx2.Timeout(None, connect=self._pool.timeout.connect)
-        async with http.stream("GET", self.base_url + path, headers=headers, timeout=timeout) as response:
+        query = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in (params or {}).items()}
+        async with http.stream("GET", self.base_url + path, headers=headers, params=query, timeout=timeout) as response:
             if not response.is_success:
                 await response.aread()
                 raise error_from_response(response.status_code, response.headers, response.content)
@@ -418,10 +442,7 @@ class AsyncTaskClient:
                     logger.debug("skipping a malformed event on %s", path)
                     continue
                 if isinstance(payload, dict):
-                    event = parse_event(payload)  # pyright: ignore[reportUnknownArgumentType]
-                    if not isinstance(event, RunEvent):
-                        continue
-                    yield event
+                    yield parse_event(payload)  # pyright: ignore[reportUnknownArgumentType]
 
 
 async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:

@@ -21,7 +21,15 @@ from typing import Any, cast
 from pydantic_core import to_json
 
 from parallel_mcp.models import Citation, FieldBasis, McpToolCall, TaskRunJsonOutput, TaskRunTextOutput
-from parallel_mcp.views import BasisEntry, CitationRef, OutputPage, PageInfo, RunListView, TaskRunView
+from parallel_mcp.views import (
+    BasisEntry,
+    CitationRef,
+    OutputPage,
+    PageInfo,
+    RunListView,
+    TaskGroupView,
+    TaskRunView,
+)
 
 CHARS_PER_TOKEN = 4
 """Documented rule of thumb for English text and JSON: about four characters per token."""
@@ -816,4 +824,25 @@ def render_run_list(view: RunListView) -> str:
         key = f" key={run.idempotency_key}" if run.idempotency_key else ""
         lines.append(f"- {run.run_id} {run.status} ({run.processor}, {when}){key}: {run.input_excerpt}")
     lines.append(view.next_step)
+    return "\n".join(lines)
+
+
+def render_group(view: TaskGroupView) -> str:
+    """The compact text of a group result: status line, then one line per row."""
+    counts = ", ".join(f"{name} {count}" for name, count in sorted(view.status_counts.items()))
+    lines = [
+        f"Task group {view.task_group_id}: {'active' if view.is_active else 'done'} "
+        f"({view.num_task_runs} runs: {counts}){' [EMULATED]' if view.emulated else ''}"
+    ]
+    if view.estimated_cost_usd is not None:
+        lines.append(f"estimated cost: ${view.estimated_cost_usd:g} for {len(view.run_ids)} runs added")
+    lines.append(f"Next step: {view.next_step}")
+    for row in view.rows or []:
+        shown = row.output if row.output is not None else (row.error.message if row.error else row.status)
+        text = shown if isinstance(shown, str) else json.dumps(shown, ensure_ascii=False)
+        given = row.input if isinstance(row.input, str) or row.input is None else json.dumps(row.input)
+        lines.append(f"- {row.run_id} [{row.status}] {given}: {text}")
+    if view.page is not None:
+        last = view.page.offset + len(view.rows or [])
+        lines.append(f"Rows {view.page.offset + 1}-{last} of {view.page.total}.")
     return "\n".join(lines)

@@ -91,7 +91,7 @@ def processor_line(name: str) -> str:
     return f"{name} {proc.band} ${proc.usd_per_run:g}"
 
 
-def describe_error(error: ParallelMCPError, *, run_id: str | None = None) -> str:
+def describe_error(error: ParallelMCPError, *, run_id: str | None = None, group_id: str | None = None) -> str:
     """An actionable message for an API error; never contains request secrets."""
     ref = f" (ref_id {error.ref_id})" if isinstance(error, APIStatusError) and error.ref_id else ""
     if isinstance(error, AuthenticationError):
@@ -107,10 +107,15 @@ def describe_error(error: ParallelMCPError, *, run_id: str | None = None) -> str
     if isinstance(error, PermissionDeniedError):
         return f"The API refused the request (HTTP 403){ref}: {error.message}. Use one of: {', '.join(PROCESSORS)}."
     if isinstance(error, NotFoundError):
-        target = f"run {run_id!r}" if run_id else "that run or group"
+        if group_id is not None:
+            return (
+                f"No task group {group_id!r} exists for this API key{ref}. Use a task_group_id exactly as "
+                "create_task_group returned it (it looks like tgrp_...)."
+            )
+        target = f"run {run_id!r}" if run_id else "such run"
         return (
             f"No {target} exists for this API key{ref}. Use a run_id exactly as create_task_run returned it "
-            "(it looks like trun_...)."
+            "(it looks like trun_...); list_task_runs shows the runs created here."
         )
     if isinstance(error, UnprocessableEntityError):
         return f"The Task API rejected the request (HTTP 422){ref}: {error.message}"

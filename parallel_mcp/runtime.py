@@ -21,6 +21,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.config import Settings
+from parallel_mcp.groups import GroupService
 from parallel_mcp.journal import MEMORY, Journal, default_journal_path
 from parallel_mcp.service import RunService, owner_of
 from parallel_mcp.sockets import listening_socket
@@ -36,6 +37,7 @@ class AppContext:
     client: AsyncTaskClient
     owner: str
     service: RunService
+    groups: GroupService
 
 
 def make_client(
@@ -106,7 +108,19 @@ def make_lifespan(settings: Settings, *, client: AsyncTaskClient | None = None, 
                 time_scale=time_scale,
                 journal=journal,
             )
-            yield AppContext(settings=settings, client=task_client, owner=owner_of(api_key_for_owner), service=service)
+            groups = GroupService(
+                page_budget_chars=service.page_budget_chars,
+                progress_interval=settings.progress_interval,
+                emulated=is_emulated,
+                time_scale=time_scale,
+            )
+            yield AppContext(
+                settings=settings,
+                client=task_client,
+                owner=owner_of(api_key_for_owner),
+                service=service,
+                groups=groups,
+            )
 
     return lifespan
 

@@ -13,8 +13,12 @@ from parallel_mcp.runtime import make_lifespan
 from parallel_mcp.tools import (
     CREATE_ANNOTATIONS,
     GET_ANNOTATIONS,
+    GROUP_CREATE_ANNOTATIONS,
+    GROUP_GET_ANNOTATIONS,
     LIST_ANNOTATIONS,
+    create_task_group,
     create_task_run,
+    get_task_group,
     get_task_run,
     list_task_runs,
     tool_description,
@@ -28,7 +32,8 @@ Parallel Task API: cited web research and structured enrichment.
    a running run is normal. Runs take 10 s (lite) to 2 h (ultra8x). There is no cancel.
 3. Completed outputs come one page at a time with numbered citations; follow next_step for more.
 Pass a run's interaction_id as previous_interaction_id to follow up on it; pass an idempotency_key to
-create_task_run so a retry never bills twice; list_task_runs finds earlier run ids."""
+create_task_run so a retry never bills twice; list_task_runs finds earlier run ids.
+For many inputs with one task spec (enriching a list), use create_task_group / get_task_group."""
 
 
 def create_server(
@@ -53,4 +58,8 @@ def create_server(
     server.add_tool(create_task_run, description=tool_description(create_task_run), annotations=CREATE_ANNOTATIONS)
     server.add_tool(get_task_run, description=tool_description(get_task_run), annotations=GET_ANNOTATIONS)
     server.add_tool(list_task_runs, description=tool_description(list_task_runs), annotations=LIST_ANNOTATIONS)
+    server.add_tool(
+        create_task_group, description=tool_description(create_task_group), annotations=GROUP_CREATE_ANNOTATIONS
+    )
+    server.add_tool(get_task_group, description=tool_description(get_task_group), annotations=GROUP_GET_ANNOTATIONS)
     return server

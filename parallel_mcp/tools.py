@@ -20,17 +20,18 @@ from parallel_mcp.arguments import (
     TASK_SPEC_SCHEMA,
     WEBHOOK_SCHEMA,
     ArgumentError,
+    build_group_inputs,
     build_run_input,
     parse_fields,
 )
 from parallel_mcp.config import MAX_WAIT_SECONDS
 from parallel_mcp.errors import ParallelMCPError
-from parallel_mcp.formatting import render_run_list, render_view
+from parallel_mcp.formatting import render_group, render_run_list, render_view
 from parallel_mcp.guidance import describe_error, processor_line
 from parallel_mcp.processors import TIER_NAMES
 from parallel_mcp.runtime import AppContext, client_for
 from parallel_mcp.service import CostLimitError, PageRequest, check_cost
-from parallel_mcp.views import RunListView, RunSummary, TaskRunView
+from parallel_mcp.views import RunListView, RunSummary, TaskGroupView, TaskRunView
 from parallel_mcp.waiter import ProgressSink
 
 logger = logging.getLogger(__name__)
@@ -291,3 +292,105 @@ async def list_task_runs(
     return CallToolResult(
         content=[TextContent(type="text", text=render_run_list(view))], structured_content=view.model_dump(mode="json")
     )
+
+
+GROUP_CREATE_ANNOTATIONS = ToolAnnotations(
+    title="Create a Parallel task group",
+    read_only_hint=False,
+    destructive_hint=False,
+    idempotent_hint=False,
+    open_world_hint=True,
+)
+GROUP_GET_ANNOTATIONS = ToolAnnotations(
+    title="Get a Parallel task group",
+    read_only_hint=True,
+    destructive_hint=False,
+    idempotent_hint=True,
+    open_world_hint=True,
+)
+
+
+def _group_result(view: TaskGroupView) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=render_group(view))], structured_content=view.model_dump(mode="json")
+    )
+
+
+async def create_task_group(
+    ctx: ToolContext,
+    inputs: Annotated[
+        list[str | dict[str, Any]],
+        Field(
+            min_length=1,
+            max_length=1000,
+            description="The rows to process, 1 to 1,000: each a question (string) or a JSON object "
+            '(e.g. {"company": "Acme"}). Each becomes one billed run with the same task_spec.',
+        ),
+    ],
+    processor: Annotated[
+        ProcessorName | None, Field(description="Processor tier for every run. Default: server config.")
+    ] = None,
+    task_spec: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema(TASK_SPEC_SCHEMA),
+        Field(description="What each run produces; same shape as create_task_run's task_spec. Omit for auto."),
+    ] = None,
+    metadata: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema(METADATA_SCHEMA),
+        Field(description="Labels for the group: keys <= 16 chars, scalar values <= 512 chars."),
+    ] = None,
+    wait_seconds: WaitSeconds = None,
+) -> Annotated[CallToolResult, TaskGroupView]:
+    """Run the same task over many inputs at once (structured enrichment of a list of entities).
+
+    Creates a Parallel task group, adds one run per input (up to 1,000), and waits up to
+    wait_seconds. Returns the group's status; when every run has ended, a page of rows (input and
+    output per run). Each input is a billed run at the processor's price. Then call
+    get_task_group(task_group_id) until it is done; get_task_run(run_id) gives one row's basis and
+    citations.
+    """
+    app = ctx.request_context.lifespan_context
+    client, _owner = client_for(app, ctx.headers)
+    chosen = processor or app.settings.default_processor
+    wait = app.settings.wait_seconds if wait_seconds is None else wait_seconds
+    try:
+        check_cost(chosen, app.settings.max_cost_usd)
+        runs = build_group_inputs(inputs, processor=chosen, task_spec=task_spec, metadata=metadata)
+        view = await app.groups.create(
+            client,
+            runs.inputs,
+            default_task_spec=runs.default_task_spec,
+            metadata=runs.metadata,
+            wait=wait,
+            sink=_sink(ctx),
+        )
+    except (ArgumentError, CostLimitError) as exc:
+        raise ToolError(str(exc)) from None
+    except ParallelMCPError as exc:
+        raise ToolError(describe_error(exc)) from None
+    return _group_result(view)
+
+
+async def get_task_group(
+    ctx: ToolContext,
+    task_group_id: Annotated[str, Field(min_length=1, description="The task_group_id from create_task_group.")],
+    wait_seconds: WaitSeconds = None,
+    offset: Annotated[int, Field(ge=0, description="First row of the page (from page.next_offset).")] = 0,
+) -> Annotated[CallToolResult, TaskGroupView]:
+    """Get a task group's progress, waiting up to wait_seconds; once all its runs ended, a page of rows.
+
+    While runs are active it returns the status counts and retry_after_seconds (normal, not an
+    error: call again). When done, each row holds a run's input and output; follow next_step for
+    more rows, and get_task_run(run_id) for one row's basis and citations.
+    """
+    app = ctx.request_context.lifespan_context
+    client, _owner = client_for(app, ctx.headers)
+    wait = app.settings.wait_seconds if wait_seconds is None else wait_seconds
+    try:
+        view = await app.groups.get(client, task_group_id.strip(), wait=wait, sink=_sink(ctx), offset=offset)
+    except ValueError as exc:
+        raise ToolError(str(exc)) from None
+    except ParallelMCPError as exc:
+        raise ToolError(describe_error(exc, group_id=task_group_id)) from None
+    return _group_result(view)

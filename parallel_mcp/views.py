@@ -126,3 +126,32 @@ class RunListView(View):
     runs: list[RunSummary]
     next_step: str
     emulated: bool = False
+
+
+class GroupRunRow(View):
+    """One run of a task group: its input and, once completed, its output (content only)."""
+
+    run_id: str
+    status: str
+    input: str | dict[str, Any] | None = None
+    output: str | dict[str, Any] | None = Field(
+        default=None, description="The run's content; its basis and citations: get_task_run(run_id)."
+    )
+    error: RunError | None = None
+
+
+class TaskGroupView(View):
+    """A task group: aggregate status and, once every run has ended, one page of their outputs."""
+
+    task_group_id: str
+    is_active: bool
+    num_task_runs: int
+    status_counts: dict[str, int]
+    status_message: str | None = None
+    run_ids: list[str] = Field(default_factory=list[str], description="Run ids added by this call, if any.")
+    retry_after_seconds: int | None = None
+    next_step: str
+    rows: list[GroupRunRow] | None = None
+    page: PageInfo | None = None
+    estimated_cost_usd: float | None = Field(default=None, description="List price of the runs added by this call.")
+    emulated: bool = False

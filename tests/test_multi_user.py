@@ -58,7 +58,12 @@ async def test_two_users_cannot_see_each_others_runs() -> None:
             stolen = await bob.call_tool("get_task_run", {"run_id": run["run_id"], "wait_seconds": 0})
             own = structured(await bob.call_tool("create_task_run", {"input": "q2", "wait_seconds": 5}))
             theirs = await alice.call_tool("get_task_run", {"run_id": own["run_id"], "wait_seconds": 0})
+            group = structured(await alice.call_tool("create_task_group", {"inputs": ["a"], "wait_seconds": 5}))
+            peek = await bob.call_tool("get_task_group", {"task_group_id": group["task_group_id"], "wait_seconds": 0})
+            listed = structured(await bob.call_tool("list_task_runs", {}))
     assert stolen.is_error and "No run" in text_of(stolen)
+    assert peek.is_error and "No task group" in text_of(peek)
+    assert [run["run_id"] for run in listed["runs"]] == [own["run_id"]]
     assert theirs.is_error
     assert KEY_A not in text_of(stolen) and KEY_B not in text_of(theirs)
 

@@ -55,6 +55,11 @@ async def _exercise_every_path(client: Client) -> list[str]:
     for arguments in ({"run_id": run_id, "wait_seconds": 10}, {"run_id": run_id, "fields": ["nope"]}):
         outputs.append(_dump(await client.call_tool("get_task_run", arguments)))
     outputs.append(_dump(await client.call_tool("list_task_runs", {})))
+    group = await client.call_tool(
+        "create_task_group", {"inputs": ["a", "boom"], "processor": "lite", "wait_seconds": 10}
+    )
+    outputs.append(_dump(group))
+    outputs.append(_dump(await client.call_tool("get_task_group", {"task_group_id": "tgrp_missing"})))
     return outputs
 
 

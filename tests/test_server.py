@@ -30,7 +30,7 @@ PERSON_SCHEMA: dict[str, Any] = {
 async def test_tools_are_listed_with_honest_annotations_and_output_schemas(mode: Literal["auto", "legacy"]) -> None:
     async with mcp_session(EmulatorConfig(instant=True), mode=mode) as session:
         tools = {tool.name: tool for tool in (await session.mcp.list_tools()).tools}
-    assert set(tools) == {"create_task_run", "get_task_run", "list_task_runs"}
+    assert set(tools) == {"create_task_run", "get_task_run", "list_task_runs", "create_task_group", "get_task_group"}
     create, get = tools["create_task_run"], tools["get_task_run"]
     assert create.annotations is not None and get.annotations is not None
     assert create.annotations.read_only_hint is False and create.annotations.idempotent_hint is False

@@ -18,7 +18,13 @@ pytestmark = pytest.mark.anyio
 
 async def _run_one_task(client: Client) -> dict[str, Any]:
     tools = await client.list_tools()
-    assert {tool.name for tool in tools.tools} == {"create_task_run", "get_task_run", "list_task_runs"}
+    assert {tool.name for tool in tools.tools} == {
+        "create_task_run",
+        "get_task_run",
+        "list_task_runs",
+        "create_task_group",
+        "get_task_group",
+    }
     seen: list[float] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
