@@ -11,7 +11,7 @@ import anyio
 
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.errors import NotFoundError
-from parallel_mcp.formatting import page_output
+from parallel_mcp.formatting import CHARS_PER_TOKEN, page_output
 from parallel_mcp.guidance import (
     action_required_step,
     completed_step,
@@ -28,7 +28,6 @@ from parallel_mcp.waiter import ProgressSink, WaitOutcome, wait_for_run
 
 logger = logging.getLogger(__name__)
 
-CHARS_PER_TOKEN = 4
 # The text rendering and the structured page both reach the client; each gets a share of the budget.
 PAGE_SHARE = 0.45
 
