@@ -15,7 +15,7 @@ import anyio
 
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.errors import APIError
-from parallel_mcp.guidance import retry_after_hint
+from parallel_mcp.guidance import SUGGESTED_WAIT_SECONDS, retry_after_hint
 from parallel_mcp.models import (
     TaskGroup,
     TaskGroupStatus,
@@ -117,7 +117,8 @@ class GroupService:
             hint = retry_after_hint(processor or "core", None, time_scale=self.time_scale)
             step = (
                 f"{_done(status)} of {status.num_task_runs} runs have ended. Call get_task_group("
-                f"task_group_id={group_id!r}, wait_seconds=45) in about {hint} s for the rest and the outputs."
+                f"task_group_id={group_id!r}, wait_seconds={SUGGESTED_WAIT_SECONDS}) to keep waiting; expect about "
+                f"{hint} s before the next change."
             )
             return self._view(group, next_step=step, retry_after=hint)
         rows = [_row(event) async for event in client.group_runs(group_id, include_input=True, include_output=True)]

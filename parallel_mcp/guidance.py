@@ -53,12 +53,16 @@ def retry_after_hint(processor: str, elapsed: float | None, *, time_scale: float
     return int(min(max(hint, floor), MAX_HINT_SECONDS))
 
 
-def still_running_step(run_id: str, wait_seconds: float, retry_after: int) -> str:
+SUGGESTED_WAIT_SECONDS = 45
+"""What a follow-up call should wait: long enough to save turns, short of the ~60 s client cut-off."""
+
+
+def still_running_step(run_id: str, retry_after: int) -> str:
     """The next step for a run that is still active after the wait."""
-    wait = int(wait_seconds) if wait_seconds else 30
     return (
-        f"Still running; this is normal. Call get_task_run(run_id={run_id!r}, wait_seconds={wait}) "
-        f"in about {retry_after} s, or do other work and come back. The Task API has no cancel."
+        f"Still running; this is normal. To keep waiting, call get_task_run(run_id={run_id!r}, "
+        f"wait_seconds={SUGGESTED_WAIT_SECONDS}): it returns as soon as the run ends. Expect about "
+        f"{retry_after} s before the next change, or do other work and come back. The Task API has no cancel."
     )
 
 

@@ -265,7 +265,7 @@ class RunService:
             next_step = action_required_step()
         elif run.is_active:
             retry_after = retry_after_hint(run.processor, elapsed, time_scale=self.time_scale)
-            next_step = still_running_step(run.run_id, wait, retry_after)
+            next_step = still_running_step(run.run_id, retry_after)
         else:
             next_step = f"The run is {run.status}; there is no output to read."
         proc = get_processor(run.processor)

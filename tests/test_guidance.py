@@ -45,9 +45,9 @@ def test_an_unknown_processor_gets_a_moderate_hint() -> None:
     assert retry_after_hint("mystery", 0) == 30
 
 
-def test_the_still_running_step_names_the_run_and_the_wait() -> None:
-    step = still_running_step("trun_1", 25, 40)
-    assert "get_task_run(run_id='trun_1', wait_seconds=25)" in step and "40 s" in step and "no cancel" in step
+def test_the_still_running_step_suggests_a_long_safe_wait_and_names_the_run() -> None:
+    step = still_running_step("trun_1", 40)
+    assert "get_task_run(run_id='trun_1', wait_seconds=45)" in step and "40 s" in step and "no cancel" in step
 
 
 @pytest.mark.parametrize(
