@@ -44,7 +44,7 @@ def run(mode: Mode) -> Outcome:  # noqa: ARG001 - the same work in quick and ful
     pages: list[tuple[str, str]] = []  # (text, structured JSON) of each tool result
     offset: int | None = 0
     while offset is not None:
-        view = service.view(run_model, result=result, page=PageRequest(offset=offset), wait=settings.wait_seconds)
+        view = service.view(run_model, result=result, page=PageRequest(offset=offset))
         structured = json.dumps(view.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":"))
         pages.append((render_view(view), structured))
         assert view.output is not None

@@ -168,7 +168,7 @@ class RunService:
         outcome = await self._settle(client, run, wait=wait, sink=sink)
         if outcome.run is None:
             outcome.run = run
-        return self._outcome_view(owner, outcome, page=PageRequest(), wait=wait)
+        return self._outcome_view(owner, outcome, page=PageRequest())
 
     def recent_runs(self, owner: str, *, limit: int, active_only: bool) -> list[JournalEntry]:
         """The runs this server created for this owner, newest first (from the journal)."""
@@ -191,7 +191,7 @@ class RunService:
         """
         cached = self.cache.get(owner, run_id)
         if cached is not None:
-            return self.view(cached.run, result=cached, page=page, wait=wait)
+            return self.view(cached.run, result=cached, page=page)
         if wait <= 0:
             run = await client.get_run(run_id)
             outcome = await self._settle(client, run, wait=0, sink=None)
@@ -201,7 +201,7 @@ class RunService:
             )
         if outcome.error is not None or outcome.run is None:
             raise outcome.error or NotFoundError(f"run {run_id!r} not found", status_code=404)
-        return self._outcome_view(owner, outcome, page=page, wait=wait)
+        return self._outcome_view(owner, outcome, page=page)
 
     async def _settle(
         self, client: AsyncTaskClient, run: TaskRun, *, wait: float, sink: ProgressSink | None
@@ -221,13 +221,13 @@ class RunService:
             )
         return WaitOutcome(run=run)
 
-    def _outcome_view(self, owner: str, outcome: WaitOutcome, *, page: PageRequest, wait: float) -> TaskRunView:
+    def _outcome_view(self, owner: str, outcome: WaitOutcome, *, page: PageRequest) -> TaskRunView:
         assert outcome.run is not None
         self.journal.update(owner, outcome.run)
         if outcome.result is not None:
             self.cache.put(owner, outcome.result)
         progress = outcome.progress.to_view()
-        view = self.view(outcome.run, result=outcome.result, page=page, wait=wait, progress=progress)
+        view = self.view(outcome.run, result=outcome.result, page=page, progress=progress)
         if outcome.error is not None:
             # The run exists: hand back its id rather than an error that invites a second create.
             view.warnings.append(f"The run was created, but reading its status failed: {outcome.error}")
@@ -239,7 +239,6 @@ class RunService:
         *,
         result: TaskRunResult | None,
         page: PageRequest,
-        wait: float,
         progress: Progress | None = None,
     ) -> TaskRunView:
         """Build the agent-facing view of a run (and of one page of its output).
