@@ -65,7 +65,8 @@ MCP_SERVERS_SCHEMA = nullable({"type": "array", "items": inline_schema(McpServer
 METADATA_SCHEMA = nullable(
     {
         "type": "object",
-        "additionalProperties": {"type": ["string", "integer", "number", "boolean"]},
+        # anyOf rather than a type array: clients that map schemas to one-type dialects (Gemini) accept it.
+        "additionalProperties": {"anyOf": [{"type": t} for t in ("string", "integer", "number", "boolean")]},
         "description": "Keys up to 16 characters, values up to 512.",
     }
 )
