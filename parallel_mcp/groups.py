@@ -6,8 +6,6 @@ request) until no run is active, and the outputs come from one `runs` stream, pa
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +15,7 @@ from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.errors import APIError
 from parallel_mcp.guidance import SUGGESTED_WAIT_SECONDS, retry_after_hint
 from parallel_mcp.models import (
+    TERMINAL_STATUSES,
     TaskGroup,
     TaskGroupStatus,
     TaskGroupStatusEvent,
@@ -27,7 +26,7 @@ from parallel_mcp.models import (
 )
 from parallel_mcp.processors import get_processor
 from parallel_mcp.views import GroupRunRow, PageInfo, RunError, TaskGroupView
-from parallel_mcp.waiter import ProgressSink
+from parallel_mcp.waiter import MonotonicProgress, ProgressSink
 
 MAX_TEXT_OUTPUT_CHARS = 2_000
 
@@ -133,17 +132,11 @@ class GroupService:
 
     async def _wait(self, client: AsyncTaskClient, group: TaskGroup, *, wait: float, sink: ProgressSink | None) -> None:
         total = max(1, group.status.num_task_runs)
-        state = {"done": float(_done(group.status)), "sent": -1.0, "at": -math.inf}
+        done = _done(group.status)
+        progress = MonotonicProgress(sink)
 
         async def report(force: bool = False) -> None:
-            now = time.monotonic()
-            if sink is None or (not force and now - state["at"] < 1.0):
-                return
-            value = max(state["done"], state["sent"] + 0.001)
-            if value >= total:
-                return
-            state["sent"], state["at"] = value, now
-            await sink(value, float(total), f"{int(state['done'])} of {total} runs ended")
+            await progress.send(done, float(total), f"{done} of {total} runs ended", force=force, step=0.001)
 
         async def heartbeat() -> None:
             while True:
@@ -156,7 +149,7 @@ class GroupService:
                 try:
                     async for event in client.group_events(group.task_group_id, timeout=wait):
                         if isinstance(event, TaskGroupStatusEvent):
-                            state["done"] = float(_done(event.status))
+                            done = _done(event.status)
                             await report()
                 except APIError:
                     pass  # the status read that follows says where the group stands
@@ -187,5 +180,4 @@ class GroupService:
 
 
 def _done(status: TaskGroupStatus) -> int:
-    counts = status.task_run_status_counts
-    return sum(counts.get(name, 0) for name in ("completed", "failed", "cancelled"))
+    return sum(count for name, count in status.task_run_status_counts.items() if name in TERMINAL_STATUSES)

@@ -67,27 +67,23 @@ WaitSeconds = Annotated[
 ]
 ToolContext = Context[AppContext, Any]
 
-CREATE_ANNOTATIONS = ToolAnnotations(
-    title="Create a Parallel task run",
-    read_only_hint=False,
-    destructive_hint=False,
-    idempotent_hint=False,
-    open_world_hint=True,
-)
-LIST_ANNOTATIONS = ToolAnnotations(
-    title="List Parallel task runs",
-    read_only_hint=True,
-    destructive_hint=False,
-    idempotent_hint=True,
-    open_world_hint=False,
-)
-GET_ANNOTATIONS = ToolAnnotations(
-    title="Get a Parallel task run",
-    read_only_hint=True,
-    destructive_hint=False,
-    idempotent_hint=True,
-    open_world_hint=True,
-)
+
+def _hints(title: str, *, creates: bool, open_world: bool = True) -> ToolAnnotations:
+    # Creating starts billed work (not read-only, not idempotent) but destroys nothing; reads are safe to repeat.
+    return ToolAnnotations(
+        title=title,
+        read_only_hint=not creates,
+        destructive_hint=False,
+        idempotent_hint=not creates,
+        open_world_hint=open_world,
+    )
+
+
+CREATE_ANNOTATIONS = _hints("Create a Parallel task run", creates=True)
+GET_ANNOTATIONS = _hints("Get a Parallel task run", creates=False)
+LIST_ANNOTATIONS = _hints("List Parallel task runs", creates=False, open_world=False)
+GROUP_CREATE_ANNOTATIONS = _hints("Create a Parallel task group", creates=True)
+GROUP_GET_ANNOTATIONS = _hints("Get a Parallel task group", creates=False)
 
 
 def tool_description(tool: Callable[..., Any]) -> str:
@@ -292,22 +288,6 @@ async def list_task_runs(
     return CallToolResult(
         content=[TextContent(type="text", text=render_run_list(view))], structured_content=view.model_dump(mode="json")
     )
-
-
-GROUP_CREATE_ANNOTATIONS = ToolAnnotations(
-    title="Create a Parallel task group",
-    read_only_hint=False,
-    destructive_hint=False,
-    idempotent_hint=False,
-    open_world_hint=True,
-)
-GROUP_GET_ANNOTATIONS = ToolAnnotations(
-    title="Get a Parallel task group",
-    read_only_hint=True,
-    destructive_hint=False,
-    idempotent_hint=True,
-    open_world_hint=True,
-)
 
 
 def _group_result(view: TaskGroupView) -> CallToolResult:

@@ -84,14 +84,34 @@ class WaitOutcome:
     progress: ProgressState = field(default_factory=ProgressState)
 
 
+class MonotonicProgress:
+    """Sends progress notifications whose value strictly increases, at most one a second unless forced."""
+
+    def __init__(self, sink: ProgressSink | None) -> None:
+        self._sink = sink
+        self._last: float = -1.0
+        self._last_at: float = -math.inf
+
+    async def send(self, value: float, total: float, message: str, *, force: bool = False, step: float = 0.01) -> None:
+        """Notify `value` (raised just above the last one if need be), kept below `total` until the end."""
+        if self._sink is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_at < MIN_REPORT_GAP:
+            return
+        sent = min(total - step, max(value, self._last + step))
+        if sent <= self._last:
+            return  # at the cap: nothing higher to say until the result
+        self._last, self._last_at = sent, now
+        await self._sink(sent, total, message[:MAX_MESSAGE_CHARS])
+
+
 class ProgressReporter:
-    """Turns progress state into notifications whose `progress` strictly increases."""
+    """Turns a run's progress state into notifications: the API's meter, or an estimate from its band."""
 
     def __init__(self, sink: ProgressSink | None, time_scale: float, run: TaskRun | None = None) -> None:
-        self._sink = sink
+        self._progress = MonotonicProgress(sink)
         self._time_scale = time_scale
-        self._last = -1.0
-        self._last_at = -math.inf
         self._started = time.monotonic()
         self._expected = 120.0 / time_scale
         if run is not None:
@@ -113,21 +133,11 @@ class ProgressReporter:
 
     async def report(self, state: ProgressState, *, force: bool = False) -> None:
         """Send one notification (rate-limited unless forced, e.g. by the heartbeat)."""
-        if self._sink is None:
-            return
-        now = time.monotonic()
-        if not force and now - self._last_at < MIN_REPORT_GAP:
-            return
-        value = min(99.9, max(self.estimate(state), self._last + 0.01))
-        if value <= self._last:
-            return  # capped at 99.9: nothing higher to say until the result
-        self._last, self._last_at = value, now
-        elapsed = now - self._started
         parts = [state.message or "working"]
         if state.sources_read:
             parts.append(f"{state.sources_read} sources read")
-        parts.append(f"{elapsed:.0f} s")
-        await self._sink(value, 100.0, " · ".join(parts)[:MAX_MESSAGE_CHARS])
+        parts.append(f"{time.monotonic() - self._started:.0f} s")
+        await self._progress.send(self.estimate(state), 100.0, " · ".join(parts), force=force)
 
 
 async def wait_for_run(
