@@ -10,13 +10,19 @@ header or secret (owners are stored as a hash of their key). The file is created
 
 from __future__ import annotations
 
+import logging
 import os
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from parallel_mcp.models import TaskRun
+
+if TYPE_CHECKING:
+    import sqlite3
+
+logger = logging.getLogger(__name__)
 
 EXCERPT_CHARS = 160
 MEMORY = ":memory:"
@@ -66,38 +72,64 @@ def excerpt(value: object) -> str:
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
 
 
-class Journal:
-    """The run journal; every method is quick and safe to call from any thread."""
+def _connect(location: str) -> sqlite3.Connection:
+    import sqlite3  # imported on first use: keeps it off the server's start-up path
 
-    def __init__(self, connection: sqlite3.Connection, location: str) -> None:
-        self._db = connection
+    if location != MEMORY:
+        file = Path(location)
+        file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not file.exists():
+            file.touch(mode=0o600)
+    db = sqlite3.connect(location, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(_SCHEMA)
+    return db
+
+
+class Journal:
+    """The run journal; every method is quick and safe to call from any thread.
+
+    The database opens on first use. If the file cannot be opened, the journal says so on
+    stderr and lives in memory instead: a journal problem never stops a run.
+    """
+
+    def __init__(self, path: Path | str = MEMORY) -> None:
+        self.location = str(path)
+        self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
-        self.location = location
 
     @classmethod
     def open(cls, path: Path | str) -> Journal:
-        """Open (creating if needed) the journal at `path`, or an in-memory one for `":memory:"`."""
-        location = str(path)
-        if location != MEMORY:
-            file = Path(path)
-            file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not file.exists():
-                file.touch(mode=0o600)
-        db = sqlite3.connect(location, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
-        return cls(db, location)
+        """Open (creating if needed) the journal at `path` now, or an in-memory one for `":memory:"`."""
+        journal = cls(path)
+        with journal._lock:
+            journal._connection()
+        return journal
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            import sqlite3
+
+            try:
+                self._db = _connect(self.location)
+            except (OSError, sqlite3.Error) as exc:
+                logger.warning("run journal %s unavailable (%s); keeping it in memory", self.location, exc)
+                self.location = MEMORY
+                self._db = _connect(MEMORY)
+        return self._db
 
     def close(self) -> None:
         """Close the database."""
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def record(self, owner: str, run: TaskRun, *, input_value: object, idempotency_key: str | None = None) -> None:
         """Remember a run this server created."""
         with self._lock:
-            self._db.execute(
+            self._connection().execute(
                 "INSERT OR REPLACE INTO runs (owner, run_id, processor, status, input_excerpt, idempotency_key,"
                 " interaction_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -115,7 +147,7 @@ class Journal:
     def update(self, owner: str, run: TaskRun) -> None:
         """Note a run's latest status (runs this server did not create are ignored)."""
         with self._lock:
-            self._db.execute(
+            self._connection().execute(
                 "UPDATE runs SET status = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
                 " WHERE owner = ? AND run_id = ? AND status != ?",
                 (run.status, owner, run.run_id, run.status),
@@ -124,9 +156,11 @@ class Journal:
     def find_by_key(self, owner: str, idempotency_key: str) -> str | None:
         """The run created earlier with this idempotency key, if any."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT run_id FROM runs WHERE owner = ? AND idempotency_key = ?", (owner, idempotency_key)
-            ).fetchone()
+            row = (
+                self._connection()
+                .execute("SELECT run_id FROM runs WHERE owner = ? AND idempotency_key = ?", (owner, idempotency_key))
+                .fetchone()
+            )
         return str(row[0]) if row else None
 
     def recent(self, owner: str, *, limit: int = 20, active_only: bool = False) -> list[JournalEntry]:
@@ -139,5 +173,5 @@ class Journal:
             query += " AND status IN ('queued', 'running', 'cancelling')"
         query += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
         with self._lock:
-            rows = self._db.execute(query, (owner, limit)).fetchall()
+            rows = self._connection().execute(query, (owner, limit)).fetchall()
         return [JournalEntry(*row) for row in rows]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sqlite3
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -126,20 +125,15 @@ def make_lifespan(settings: Settings, *, client: AsyncTaskClient | None = None, 
 
 
 def open_journal(settings: Settings, *, emulated: bool) -> Journal:
-    """The run journal the settings ask for.
+    """The run journal the settings ask for (it opens on first use).
 
     "auto" keeps a file for real runs and memory for emulated ones, whose runs end with the
     process; "off" keeps memory only (idempotency then holds for the process's life).
     """
     choice = settings.journal.strip()
     if choice == "off" or (choice == "auto" and emulated):
-        return Journal.open(MEMORY)
-    path = default_journal_path() if choice == "auto" else Path(choice).expanduser()
-    try:
-        return Journal.open(path)
-    except (OSError, sqlite3.Error) as exc:
-        logger.warning("run journal %s unavailable (%s); keeping it in memory", path, exc)
-        return Journal.open(MEMORY)
+        return Journal(MEMORY)
+    return Journal(default_journal_path() if choice == "auto" else Path(choice).expanduser())
 
 
 class EmbeddedEmulator:

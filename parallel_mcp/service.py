@@ -109,7 +109,7 @@ class RunService:
         self.emulated = emulated
         self.time_scale = time_scale
         self.cache = cache or ResultCache()
-        self.journal = journal or Journal.open(MEMORY)
+        self.journal = journal or Journal(MEMORY)
         self._key_locks: dict[tuple[str, str], anyio.Lock] = {}
 
     @property

@@ -109,3 +109,15 @@ async def test_runs_survive_a_server_restart_through_the_journal_file(tmp_path: 
                 result = structured(await second_life.call_tool("get_task_run", {"run_id": created["run_id"]}))
     assert [run["run_id"] for run in listed["runs"]] == [created["run_id"]]
     assert result["status"] == "completed"
+
+
+def test_an_unusable_journal_path_falls_back_to_memory_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    journal = Journal(blocker / "journal.sqlite3")
+    journal.record("alice", _run("trun_1"), input_value="q")
+    assert journal.location == ":memory:" and [e.run_id for e in journal.recent("alice")] == ["trun_1"]
+    assert "unavailable" in caplog.text and "keeping it in memory" in caplog.text
+    journal.close()
