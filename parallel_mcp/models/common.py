@@ -11,7 +11,8 @@ class WireModel(BaseModel):
     """Base for response objects: tolerant, keeps fields the API adds later."""
 
     # serialize_by_alias: a plain dump must give wire names (`taskgroup_id`), as the SDK and the emulator need.
-    model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
+    # defer_build: schemas are built on first use, keeping them off the start-up path.
+    model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True, defer_build=True)
 
 
 class ErrorObject(WireModel):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from parallel_mcp.models.common import ErrorObject, WireModel
 from parallel_mcp.models.groups import TaskGroupStatus
@@ -88,13 +88,12 @@ class UnknownEvent(WireModel):
 RunEvent = TaskRunEvent | TaskRunProgressStatsEvent | TaskRunProgressMessageEvent | ErrorEvent | UnknownEvent
 GroupEvent = TaskGroupStatusEvent | TaskRunEvent | ErrorEvent | UnknownEvent
 
-_KNOWN: dict[str, TypeAdapter[Any]] = {
-    "task_run.state": TypeAdapter(TaskRunEvent),
-    "task_run.progress_stats": TypeAdapter(TaskRunProgressStatsEvent),
-    "error": TypeAdapter(ErrorEvent),
-    "task_group_status": TypeAdapter(TaskGroupStatusEvent),
+_KNOWN: dict[str, type[TaskRunEvent | TaskRunProgressStatsEvent | ErrorEvent | TaskGroupStatusEvent]] = {
+    "task_run.state": TaskRunEvent,
+    "task_run.progress_stats": TaskRunProgressStatsEvent,
+    "error": ErrorEvent,
+    "task_group_status": TaskGroupStatusEvent,
 }
-_PROGRESS_MSG = TypeAdapter(TaskRunProgressMessageEvent)
 
 
 def parse_event(data: dict[str, Any]) -> RunEvent | TaskGroupStatusEvent:
@@ -102,10 +101,9 @@ def parse_event(data: dict[str, Any]) -> RunEvent | TaskGroupStatusEvent:
     event_type = str(data.get("type", ""))
     try:
         if event_type in _KNOWN:
-            parsed: RunEvent | TaskGroupStatusEvent = _KNOWN[event_type].validate_python(data)
-            return parsed
+            return _KNOWN[event_type].model_validate(data)
         if event_type.startswith(PROGRESS_MSG_PREFIX):
-            return _PROGRESS_MSG.validate_python(data)
+            return TaskRunProgressMessageEvent.model_validate(data)
     except ValidationError:
         pass
     return UnknownEvent(type=event_type or "unknown", data=data)

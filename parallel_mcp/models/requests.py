@@ -27,7 +27,8 @@ MetadataValue = str | int | float | bool
 class RequestModel(BaseModel):
     """Base for request bodies: unknown fields are mistakes, not extensions."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+    # defer_build: schemas are built on first use, keeping them off the start-up path.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True, defer_build=True)
 
 
 class JsonSchema(RequestModel):
