@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from parallel_mcp.client import AsyncTaskClient
-from parallel_mcp.errors import APIError
+from parallel_mcp.errors import APIError, RunMayExistError
 from parallel_mcp.guidance import SUGGESTED_WAIT_SECONDS, retry_after_hint
 from parallel_mcp.models import (
     TERMINAL_STATUSES,
@@ -87,7 +87,13 @@ class GroupService:
     ) -> TaskGroupView:
         """Create a group, add every input as a run, then wait up to `wait` seconds for them."""
         group = await client.create_group(metadata)
-        added = await client.add_runs(group.task_group_id, inputs, default_task_spec=default_task_spec)
+        try:
+            added = await client.add_runs(group.task_group_id, inputs, default_task_spec=default_task_spec)
+        except RunMayExistError as exc:
+            # The runs may have been added: point at the group so the agent checks it instead of re-adding.
+            raise RunMayExistError(
+                f"{exc} Check task group {group.task_group_id} with get_task_group before trying again."
+            ) from None
         price = sum((p.usd_per_run if (p := get_processor(i.processor)) else 0.0) for i in inputs)
         view = await self.get(
             client, group.task_group_id, wait=wait, sink=sink, offset=0, processor=inputs[0].processor

@@ -129,3 +129,12 @@ async def test_the_cost_gate_applies_to_every_run_of_a_group() -> None:
         result = await session.call("create_task_group", {"inputs": ["a", "b"], "processor": "pro"})
         assert session.emulator.state.run_count == 0
     assert result.is_error and "pro" in text_of(result)
+
+
+async def test_adding_runs_that_may_have_been_created_names_the_group_to_check() -> None:
+    fault = Fault(kind="status", method="POST", path="/v1/tasks/groups/*/runs", status=502)
+    async with mcp_session(EmulatorConfig(instant=True, faults=[fault])) as session:
+        result = await session.call("create_task_group", {"inputs": ["a"], "processor": "lite"})
+        posts = [r for r in session.emulator.state.request_log if r.method == "POST" and r.path.endswith("/runs")]
+    assert result.is_error and "tgrp_" in text_of(result) and "get_task_group" in text_of(result)
+    assert len(posts) == 1  # not retried: a retry could add the runs twice
