@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
@@ -104,6 +105,22 @@ def _sink(ctx: ToolContext) -> ProgressSink:
         await ctx.report_progress(progress, total, message)
 
     return send
+
+
+@contextmanager
+def _tool_errors(
+    *,
+    fixable: tuple[type[Exception], ...] = (ArgumentError, CostLimitError),
+    run_id: str | None = None,
+    group_id: str | None = None,
+) -> Generator[None]:
+    """Turn what the model can act on into tool errors: `fixable` ones verbatim, API errors explained."""
+    try:
+        yield
+    except fixable as exc:
+        raise ToolError(str(exc)) from None
+    except ParallelMCPError as exc:
+        raise ToolError(describe_error(exc, run_id=run_id, group_id=group_id)) from None
 
 
 def _present(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -214,16 +231,12 @@ async def create_task_run(
         }
     )
     wait = app.settings.wait_seconds if wait_seconds is None else wait_seconds
-    try:
+    with _tool_errors():
         body = build_run_input(arguments)
         check_cost(body.processor, app.settings.max_cost_usd)
         view = await app.service.create(
             client, owner, body, wait=wait, sink=_sink(ctx), idempotency_key=idempotency_key
         )
-    except (ArgumentError, CostLimitError) as exc:
-        raise ToolError(str(exc)) from None
-    except ParallelMCPError as exc:
-        raise ToolError(describe_error(exc)) from None
     return _respond(view)
 
 
@@ -255,12 +268,9 @@ async def get_task_run(
     client, owner = client_for(app, ctx.headers)
     wait = app.settings.wait_seconds if wait_seconds is None else wait_seconds
     page = PageRequest(offset=offset, fields=parse_fields(fields), include_basis=include_basis)
-    try:
+    # ValueError: a `fields` name or an `offset` the output does not have.
+    with _tool_errors(fixable=(ValueError,), run_id=run_id):
         view = await app.service.get(client, owner, run_id.strip(), wait=wait, sink=_sink(ctx), page=page)
-    except ValueError as exc:
-        raise ToolError(str(exc)) from None
-    except ParallelMCPError as exc:
-        raise ToolError(describe_error(exc, run_id=run_id)) from None
     return _respond(view)
 
 
@@ -334,7 +344,7 @@ async def create_task_group(
     client, _owner = client_for(app, ctx.headers)
     chosen = processor or app.settings.default_processor
     wait = app.settings.wait_seconds if wait_seconds is None else wait_seconds
-    try:
+    with _tool_errors():
         check_cost(chosen, app.settings.max_cost_usd)
         runs = build_group_inputs(inputs, processor=chosen, task_spec=task_spec, metadata=metadata)
         view = await app.groups.create(
@@ -345,10 +355,6 @@ async def create_task_group(
             wait=wait,
             sink=_sink(ctx),
         )
-    except (ArgumentError, CostLimitError) as exc:
-        raise ToolError(str(exc)) from None
-    except ParallelMCPError as exc:
-        raise ToolError(describe_error(exc)) from None
     return _group_result(view)
 
 
@@ -367,10 +373,7 @@ async def get_task_group(
     app = ctx.request_context.lifespan_context
     client, _owner = client_for(app, ctx.headers)
     wait = app.settings.wait_seconds if wait_seconds is None else wait_seconds
-    try:
+    # ValueError: an `offset` past the last row.
+    with _tool_errors(fixable=(ValueError,), group_id=task_group_id):
         view = await app.groups.get(client, task_group_id.strip(), wait=wait, sink=_sink(ctx), offset=offset)
-    except ValueError as exc:
-        raise ToolError(str(exc)) from None
-    except ParallelMCPError as exc:
-        raise ToolError(describe_error(exc, group_id=task_group_id)) from None
     return _group_result(view)

@@ -12,7 +12,7 @@ import http
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 import anyio
 from pydantic import ValidationError
@@ -227,6 +227,9 @@ async def run_events_endpoint(request: Request) -> Response:
 # ----- groups ------------------------------------------------------------------------------------
 
 
+GroupBodyT = TypeVar("GroupBodyT", TaskGroupCreateRequest, TaskGroupRunRequest)
+
+
 def _group_or_404(request: Request) -> GroupRecord | Response:
     group_id = request.path_params["group_id"]
     group = _state(request).groups.get(group_id)
@@ -244,16 +247,22 @@ def _group_json(state: EmulatorState, group: GroupRecord) -> dict[str, Any]:
     }
 
 
-async def create_group(request: Request) -> Response:
-    """POST /v1/tasks/groups: a new empty group."""
-    body = (await request.body()) or b"{}"
+def _group_body(body: bytes, model: type[GroupBodyT]) -> GroupBodyT | Response:
+    """Parse a group endpoint's body, or the 422 in FastAPI's shape that those endpoints use."""
     problems = json_body_errors(body, prefix=("body",))
     if problems:
         return group_validation_error(problems)
     try:
-        parsed = TaskGroupCreateRequest.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as exc:
         return group_validation_error(validation_errors(exc, prefix=("body",)))
+
+
+async def create_group(request: Request) -> Response:
+    """POST /v1/tasks/groups: a new empty group."""
+    parsed = _group_body((await request.body()) or b"{}", TaskGroupCreateRequest)
+    if isinstance(parsed, Response):
+        return parsed
     state = _state(request)
     return JSONResponse(_group_json(state, state.create_group(parsed.metadata, owner=_account(request))))
 
@@ -279,14 +288,9 @@ async def add_group_runs(request: Request) -> Response:
     wait = state.take_rate_slot()
     if wait is not None:
         return api_error(429, "Too many requests: quota temporarily exceeded", retry_after=wait)
-    body = await request.body()
-    problems = json_body_errors(body, prefix=("body",))
-    if problems:
-        return group_validation_error(problems)
-    try:
-        parsed = TaskGroupRunRequest.model_validate_json(body)
-    except ValidationError as exc:
-        return group_validation_error(validation_errors(exc, prefix=("body",)))
+    parsed = _group_body(await request.body(), TaskGroupRunRequest)
+    if isinstance(parsed, Response):
+        return parsed
     try:
         runs, status, run_cursor, event_cursor = state.add_group_runs(group, parsed, refresh_status=refresh)
     except Rejected as rejected:
