@@ -12,8 +12,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from parallel_mcp.announce import AnnouncingServer
 from parallel_mcp.config import Settings
+from parallel_mcp.serving import AnnouncingServer
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from parallel_mcp.config import Settings
 from parallel_mcp.groups import GroupService
 from parallel_mcp.journal import MEMORY, Journal, default_journal_path
 from parallel_mcp.service import RunService, owner_of
-from parallel_mcp.sockets import listening_socket
+from parallel_mcp.serving import base_url, listening_socket
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +148,7 @@ class EmbeddedEmulator:
         self._settings = settings
         self._group = group
         self._sock = listening_socket("127.0.0.1", 0)
-        host, port = self._sock.getsockname()[:2]
-        self.base_url = f"http://{host}:{port}"
+        self.base_url = base_url(self._sock)
         self._lock = anyio.Lock()
         self._started = False
         self._stopping = anyio.Event()

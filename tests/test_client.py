@@ -25,7 +25,7 @@ from parallel_mcp.client import (
 from parallel_mcp.emulator.app import create_emulator_app
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.faults import Fault
-from parallel_mcp.emulator.runner import RunningEmulator, serve_asgi, serve_emulator
+from parallel_mcp.emulator.runner import RunningEmulator, serve_emulator
 from parallel_mcp.emulator.state import EmulatorState
 from parallel_mcp.errors import (
     APIConnectionError,
@@ -50,6 +50,7 @@ from parallel_mcp.models import (
     TaskRunProgressStatsEvent,
     TaskRunResult,
 )
+from parallel_mcp.serving import serve_asgi
 from tests.support import API_KEY, emulator_client
 
 pytestmark = pytest.mark.anyio

@@ -14,9 +14,9 @@ from mcp.client.streamable_http import streamable_http_client
 
 from parallel_mcp.config import Settings
 from parallel_mcp.emulator.config import EmulatorConfig
-from parallel_mcp.emulator.runner import serve_asgi
 from parallel_mcp.http_app import build_http_app
 from parallel_mcp.server import create_server
+from parallel_mcp.serving import serve_asgi
 from tests.support import emulator_client, structured
 
 pytestmark = pytest.mark.anyio

@@ -23,10 +23,11 @@ from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.config import Settings
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.faults import Fault
-from parallel_mcp.emulator.runner import RunningEmulator, serve_asgi, serve_emulator
+from parallel_mcp.emulator.runner import RunningEmulator, serve_emulator
 from parallel_mcp.http_app import build_http_app
 from parallel_mcp.processors import PROCESSORS
 from parallel_mcp.server import create_server
+from parallel_mcp.serving import serve_asgi
 from tests.support import API_KEY, Session, mcp_session, structured, text_of
 
 pytestmark = pytest.mark.anyio

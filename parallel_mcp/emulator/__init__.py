@@ -6,7 +6,7 @@ Start one in-process with `serve_emulator(EmulatorConfig(...))`; script misbehav
 from parallel_mcp.emulator.app import create_emulator_app
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.faults import Fault, FaultSet
-from parallel_mcp.emulator.runner import RunningEmulator, run_emulator_forever, serve_asgi, serve_emulator
+from parallel_mcp.emulator.runner import RunningEmulator, run_emulator_forever, serve_emulator
 from parallel_mcp.emulator.state import EmulatorState, GroupRecord, RequestRecord, RunRecord
 
 __all__ = [
@@ -20,6 +20,5 @@ __all__ = [
     "RunningEmulator",
     "create_emulator_app",
     "run_emulator_forever",
-    "serve_asgi",
     "serve_emulator",
 ]

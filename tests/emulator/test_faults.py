@@ -16,8 +16,8 @@ from starlette.routing import Route
 
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.faults import Fault
-from parallel_mcp.emulator.runner import serve_asgi
 from parallel_mcp.emulator.webhooks import verify_webhook
+from parallel_mcp.serving import serve_asgi
 from tests.emulator.conftest import assert_api_error, body, create, iter_sse, running
 
 pytestmark = pytest.mark.anyio

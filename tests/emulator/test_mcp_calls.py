@@ -17,9 +17,9 @@ from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from parallel_mcp.emulator.mcp_calls import call_mcp_servers
-from parallel_mcp.emulator.runner import serve_asgi
 from parallel_mcp.models.common import McpToolCall, Warning
 from parallel_mcp.models.requests import McpServer
+from parallel_mcp.serving import serve_asgi
 from tests.support import closed_port
 
 pytestmark = pytest.mark.anyio

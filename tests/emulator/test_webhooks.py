@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from parallel_mcp.emulator.runner import serve_asgi
 from parallel_mcp.emulator.webhooks import build_webhook_request, deliver_webhook, sign_webhook, verify_webhook
+from parallel_mcp.serving import serve_asgi
 from tests.support import closed_port
 
 pytestmark = pytest.mark.anyio

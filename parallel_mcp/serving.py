@@ -1,0 +1,119 @@
+"""Serving ASGI apps with uvicorn: listening sockets, announced addresses, in-process servers.
+
+The product (HTTP transports, the embedded emulator) and the tests share these helpers. uvicorn is
+already imported by the MCP SDK, so this module adds nothing to start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncGenerator, Callable, Generator
+from contextlib import asynccontextmanager, contextmanager
+
+import anyio
+import uvicorn
+from starlette.types import ASGIApp
+
+SHUTDOWN_GRACE_SECONDS = 1
+
+
+def listening_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A TCP socket bound and listening on `host:port` (0 picks a free port)."""
+    # An explicit IPPROTO_TCP makes asyncio set TCP_NODELAY on accepted sockets; with proto 0 it does not,
+    # and Nagle plus delayed ACKs add 40 ms to every keep-alive request.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def base_url(sock: socket.socket) -> str:
+    """`http://host:port` of a bound socket (IPv6 hosts in brackets)."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class AnnouncingServer(uvicorn.Server):
+    """Logs `template` (with `{url}`) at WARNING level once its socket is bound, so a `--port 0` server can be found."""
+
+    def __init__(self, config: uvicorn.Config, template: str, logger: logging.Logger) -> None:
+        super().__init__(config)
+        self._template = template
+        self._logger = logger
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self.servers and self.servers[0].sockets:
+            self._logger.warning(self._template.format(url=base_url(self.servers[0].sockets[0])))
+
+
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server for embedding: leaves the host's signal handlers alone and stops without a tick delay."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit_requested = anyio.Event()
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None]:
+        yield
+
+    async def main_loop(self) -> None:
+        # uvicorn's own loop checks `should_exit` every 0.1 s; waiting on an event makes shutdown immediate.
+        await self.on_tick(0)
+        await self._exit_requested.wait()
+
+    def request_exit(self) -> None:
+        """Begin a graceful shutdown now."""
+        self.should_exit = True
+        self._exit_requested.set()
+
+
+def uvicorn_config(app: ASGIApp, host: str, port: int, **options: object) -> uvicorn.Config:
+    """A quiet uvicorn config: our own logging, no access log, no websockets, a short graceful stop."""
+    settings: dict[str, object] = {
+        "log_config": None,
+        "access_log": False,
+        "lifespan": "auto",
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS,
+        "ws": "none",
+        **options,
+    }
+    return uvicorn.Config(app, host=host, port=port, **settings)  # pyright: ignore[reportArgumentType]
+
+
+@asynccontextmanager
+async def serve_asgi(
+    app: ASGIApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    on_server: Callable[[uvicorn.Server], None] | None = None,
+    sock: socket.socket | None = None,
+) -> AsyncGenerator[str]:
+    """Serve any ASGI app with uvicorn in this event loop; yields its base URL.
+
+    The socket listens before uvicorn starts, so clients may connect at once: they queue until it accepts.
+    Pass `sock` (from `listening_socket`) to serve on a socket bound earlier; it is closed afterwards.
+    """
+    sock = sock or listening_socket(host, port)
+    try:
+        bound_host, bound_port = sock.getsockname()[:2]
+        server = EmbeddedServer(uvicorn_config(app, bound_host, bound_port))
+        if on_server is not None:
+            on_server(server)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            try:
+                yield base_url(sock)
+            finally:
+                server.request_exit()
+    finally:
+        sock.close()
