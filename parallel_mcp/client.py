@@ -35,7 +35,6 @@ from parallel_mcp.errors import (
 from parallel_mcp.models import (
     ErrorEvent,
     GroupEvent,
-    JsonSchema,
     RunEvent,
     TaskGroup,
     TaskGroupRunResponse,
@@ -49,13 +48,9 @@ from parallel_mcp.models import (
     UnknownEvent,
     parse_event,
 )
+from parallel_mcp.models.betas import betas_for
 
 logger = logging.getLogger(__name__)
-
-BETA_MCP = "mcp-server-2025-07-17"
-BETA_EVENTS = "events-sse-2025-07-24"
-BETA_WEBHOOK = "webhook-2025-08-12"
-BETA_FIELD_BASIS = "field-basis-2025-11-25"
 
 MAX_BACKOFF = 8.0
 MAX_RETRY_AFTER = 60.0
@@ -66,37 +61,6 @@ _CREATE_RETRY_STATUSES = frozenset({429, 503})
 _READ_RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-def _schema_has_arrays(schema: Any) -> bool:
-    if isinstance(schema, dict):
-        for key, value in schema.items():  # pyright: ignore[reportUnknownVariableType]
-            if key == "type" and (value == "array" or (isinstance(value, list) and "array" in value)):
-                return True
-            if _schema_has_arrays(value):
-                return True
-    elif isinstance(schema, list):
-        return any(_schema_has_arrays(item) for item in schema)  # pyright: ignore[reportUnknownVariableType]
-    return False
-
-
-def betas_for(body: TaskRunInput | None = None, *, events: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
-    """The `parallel-beta` values a request needs, each once, in a stable order."""
-    values: list[str] = []
-    if body is not None:
-        if body.mcp_servers:
-            values.append(BETA_MCP)
-        if body.enable_events:
-            values.append(BETA_EVENTS)
-        if body.webhook is not None:
-            values.append(BETA_WEBHOOK)
-        schema = body.task_spec.output_schema if body.task_spec is not None else None
-        if isinstance(schema, JsonSchema) and _schema_has_arrays(schema.json_schema):
-            values.append(BETA_FIELD_BASIS)
-    if events:
-        values.append(BETA_EVENTS)
-    values.extend(extra)
-    return list(dict.fromkeys(v for v in values if v))
 
 
 def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
@@ -483,12 +447,4 @@ def _may_exist(path: str, what: str) -> RunMayExistError:
     )
 
 
-__all__ = [
-    "BETA_EVENTS",
-    "BETA_FIELD_BASIS",
-    "BETA_MCP",
-    "BETA_WEBHOOK",
-    "AsyncTaskClient",
-    "backoff_delay",
-    "betas_for",
-]
+__all__ = ["AsyncTaskClient", "backoff_delay"]

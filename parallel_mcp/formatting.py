@@ -21,6 +21,7 @@ from typing import Any, cast
 from pydantic_core import to_json
 
 from parallel_mcp.models import Citation, FieldBasis, McpToolCall, TaskRunJsonOutput, TaskRunTextOutput
+from parallel_mcp.text import ELLIPSIS, format_duration, shorten
 from parallel_mcp.views import (
     BasisEntry,
     CitationRef,
@@ -44,7 +45,6 @@ RENDER_VALUE_CHARS = 2_000
 """Longest value `render_page` shows for one json field; the structured page keeps it whole."""
 GET_RUN_TOOL = "get_task_run"
 
-_ELLIPSIS = "…"
 # A URL in markdown ends at whitespace or at a character that closes the markdown around it.
 _URL_RE = re.compile(r"https?://[^\s<>\"'`]+")
 _URL_TRAILERS = frozenset(").,;:!?]>'\"*_}")
@@ -142,18 +142,6 @@ def _json_len(value: Any) -> int:
     return len(to_json(value))
 
 
-def _shorten(text: str, limit: int) -> str:
-    """Shorten to about `limit` characters, at a word break when one is near, with an ellipsis."""
-    text = text.strip()
-    if len(text) <= limit:
-        return text
-    cut = text[:limit]
-    space = cut.rfind(" ", limit - 40)
-    if space > 0:
-        cut = cut[:space]
-    return cut.rstrip() + _ELLIPSIS
-
-
 def _check_offset(offset: int, total: int, unit: str) -> None:
     if total == 0 and offset != 0:
         raise ValueError(f"offset {offset} is outside the output: it is empty (use offset 0).")
@@ -181,8 +169,8 @@ class _Cit:
 
 def _merged(cit: _Cit | None, source: Citation, number: int, with_excerpts: bool, measure: bool = True) -> _Cit | None:
     """The citation after folding in one more occurrence of its URL; None when nothing changes."""
-    new_excerpts = [_shorten(e, EXCERPT_CHARS) for e in source.excerpts or []] if with_excerpts else []
-    title = _shorten(source.title, TITLE_CHARS) if source.title else None
+    new_excerpts = [shorten(e, EXCERPT_CHARS) for e in source.excerpts or []] if with_excerpts else []
+    title = shorten(source.title, TITLE_CHARS) if source.title else None
     if cit is None:
         merged = _Cit(number, source.url, title, _dedupe(new_excerpts)[:MAX_EXCERPTS])
     else:
@@ -226,9 +214,9 @@ def _fit_tool_calls(calls: list[McpToolCall] | None, limit: int) -> list[McpTool
     for call in calls:
         short = call.model_copy(
             update={
-                "arguments": _shorten(call.arguments, TOOL_CALL_CHARS),
-                "content": _shorten(call.content, TOOL_CALL_CHARS) if call.content else call.content,
-                "error": _shorten(call.error, TOOL_CALL_CHARS) if call.error else call.error,
+                "arguments": shorten(call.arguments, TOOL_CALL_CHARS),
+                "content": shorten(call.content, TOOL_CALL_CHARS) if call.content else call.content,
+                "error": shorten(call.error, TOOL_CALL_CHARS) if call.error else call.error,
             }
         )
         size = len(short.model_dump_json()) + (1 if kept else 0)
@@ -250,13 +238,13 @@ def _skeleton(make: Callable[[int | None], OutputPage], total: int) -> int:
 
 def _cut_str(text: str, limit: int) -> str:
     """Cut a string so that its JSON fits `limit`, ending with a `… [truncated N chars]` marker."""
-    keep = max(0, limit - len(f"{_ELLIPSIS} [truncated {len(text)} chars]") - 2)
+    keep = max(0, limit - len(f"{ELLIPSIS} [truncated {len(text)} chars]") - 2)
     while True:
         head = text[:keep]
         space = head.rfind(" ", max(0, keep - 40))
         if space > 0 and keep < len(text) and not text[keep].isspace():
             head = head[:space]  # end on a word break when one is close
-        candidate = f"{head.rstrip()}{_ELLIPSIS} [truncated {len(text) - len(head.rstrip())} chars]"
+        candidate = f"{head.rstrip()}{ELLIPSIS} [truncated {len(text) - len(head.rstrip())} chars]"
         size = _json_len(candidate)
         if size <= limit or keep == 0:
             return candidate
@@ -276,7 +264,7 @@ def _cut_value(value: Any, limit: int) -> Any:
     if isinstance(value, list):
         items = cast(list[Any], value)
         kept: list[Any] = []
-        reserve = _json_len(f"{_ELLIPSIS} [{len(items)} more items truncated]") + 1
+        reserve = _json_len(f"{ELLIPSIS} [{len(items)} more items truncated]") + 1
         used = 2
         for item in items:
             size = _json_len(item) + (1 if kept else 0)
@@ -286,11 +274,11 @@ def _cut_value(value: Any, limit: int) -> Any:
                 break
             kept.append(item)
             used += size
-        return [*kept, f"{_ELLIPSIS} [{len(items) - len(kept)} more items truncated]"]
+        return [*kept, f"{ELLIPSIS} [{len(items) - len(kept)} more items truncated]"]
     if isinstance(value, dict):
         entries = cast(dict[str, Any], value)
         out: dict[str, Any] = {}
-        reserve = _json_len({_ELLIPSIS: f"[{len(entries)} more keys truncated]"}) - 1
+        reserve = _json_len({ELLIPSIS: f"[{len(entries)} more keys truncated]"}) - 1
         used = 2
         for key, item in entries.items():
             key_size = _json_len(key) + 1 + (1 if out else 0)
@@ -301,7 +289,7 @@ def _cut_value(value: Any, limit: int) -> Any:
                 break
             out[key] = item
             used += size
-        out[_ELLIPSIS] = f"[{len(entries) - len(out)} more keys truncated]"
+        out[ELLIPSIS] = f"[{len(entries) - len(out)} more keys truncated]"
         return out
     return value
 
@@ -373,7 +361,7 @@ def _stage_basis(page: _JsonPage, source: list[FieldBasis], *, excerpts: bool, r
             assert current is not None
             if current.number not in numbers:
                 numbers.append(current.number)
-        text = item.reasoning if reasoning is None else _shorten(item.reasoning, reasoning)
+        text = item.reasoning if reasoning is None else shorten(item.reasoning, reasoning)
         entries.append(BasisEntry(field=item.field, confidence=item.confidence, reasoning=text, citations=numbers))
     return _Basis(entries, staged, _basis_delta(page, entries, staged))
 
@@ -416,7 +404,7 @@ def _trim_basis(page: _JsonPage, source: list[FieldBasis], allowance: int, full:
     used = 0
     fits = True
     for item in source:
-        bare = item.model_copy(update={"reasoning": _shorten(item.reasoning, REASONING_CHARS), "citations": []})
+        bare = item.model_copy(update={"reasoning": shorten(item.reasoning, REASONING_CHARS), "citations": []})
         entry = BasisEntry(field=bare.field, confidence=bare.confidence, reasoning=bare.reasoning)
         cost = len(entry.model_dump_json()) + (1 if kept else 0)
         if used + cost + reserve > allowance:
@@ -427,7 +415,7 @@ def _trim_basis(page: _JsonPage, source: list[FieldBasis], allowance: int, full:
             number = numbers.get(citation.url)
             cost = len(str(number or len(numbers) + 1)) + (1 if cited else 0)
             if number is None:
-                title = _shorten(citation.title, TITLE_CHARS) if citation.title else None
+                title = shorten(citation.title, TITLE_CHARS) if citation.title else None
                 ref = CitationRef(number=len(numbers) + 1, url=citation.url, title=title)
                 cost += len(ref.model_dump_json()) + (1 if numbers else 0)
             if used + cost + reserve > allowance:
@@ -444,7 +432,7 @@ def _trim_basis(page: _JsonPage, source: list[FieldBasis], allowance: int, full:
     if kept:
         note = f" [basis cut to fit the page: {dropped_cits} citations and {dropped_entries} entries left off]"
         last = kept[-1]
-        kept[-1] = last.model_copy(update={"reasoning": _shorten(last.reasoning, REASONING_CHARS) + note})
+        kept[-1] = last.model_copy(update={"reasoning": shorten(last.reasoning, REASONING_CHARS) + note})
     return _stage_basis(page, kept, excerpts=False, reasoning=None)
 
 
@@ -667,21 +655,12 @@ def _break_at(text: str, start: int, end: int) -> int:
 # Rendering
 
 
-def _format_seconds(seconds: float) -> str:
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m {whole % 60:02d}s"
-    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
-
-
 def _render_value(value: Any) -> str:
     if isinstance(value, str):
-        shown = _shorten(value, RENDER_VALUE_CHARS) if len(value) > RENDER_VALUE_CHARS else value
+        shown = shorten(value, RENDER_VALUE_CHARS) if len(value) > RENDER_VALUE_CHARS else value
         return shown.replace("\n", "\n  ")  # keep multi-line values inside their list item
     shown = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
-    return _shorten(shown, RENDER_VALUE_CHARS) if len(shown) > RENDER_VALUE_CHARS else shown
+    return shorten(shown, RENDER_VALUE_CHARS) if len(shown) > RENDER_VALUE_CHARS else shown
 
 
 def _citation_marks(numbers: Sequence[int]) -> str:
@@ -769,7 +748,7 @@ def render_view(view: TaskRunView) -> str:
     """
     header = f"Task run {view.run_id}: {view.status} (processor {view.processor}"
     if view.elapsed_seconds is not None:
-        header += f", {_format_seconds(view.elapsed_seconds)} elapsed"
+        header += f", {format_duration(view.elapsed_seconds)} elapsed"
     header += ")"
     if view.emulated:
         header += " [EMULATED] local emulator, not real research"
@@ -810,7 +789,7 @@ def _render_progress(view: TaskRunView) -> str:
         considered = f" of {progress.sources_considered}" if progress.sources_considered is not None else ""
         parts.append(f"{progress.sources_read}{considered} sources read")
     if progress.message:
-        parts.append(f"latest: {_shorten(progress.message, 300)}")
+        parts.append(f"latest: {shorten(progress.message, 300)}")
     if view.retry_after_seconds is not None:
         parts.append(f"check again in about {view.retry_after_seconds}s")
     return "Progress: " + (" · ".join(parts) if parts else "started")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from parallel_mcp.models import TaskRun
+from parallel_mcp.text import shorten
 
 if TYPE_CHECKING:
     import sqlite3
@@ -67,9 +68,7 @@ def default_journal_path() -> Path:
 
 def excerpt(value: object) -> str:
     """A short one-line excerpt of a run's input."""
-    text = value if isinstance(value, str) else str(value)
-    text = " ".join(text.split())
-    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+    return shorten(value if isinstance(value, str) else str(value), EXCERPT_CHARS, one_line=True)
 
 
 def _connect(location: str) -> sqlite3.Connection:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from parallel_mcp.text import format_duration
+
 FAST_SUFFIX = "-fast"
 
 
@@ -30,17 +32,6 @@ class Processor:
     def band(self) -> str:
         """The latency band as a short human string, e.g. ``"2 min-10 min"``."""
         return f"{format_duration(self.min_seconds)}-{format_duration(self.max_seconds)}"
-
-
-def format_duration(seconds: float) -> str:
-    """Render a duration compactly: ``45 s``, ``100 s``, ``5 min``, ``1.5 h``, ``2 h``."""
-    # 100 s stays "100 s": rounding it to "2 min" would misstate a documented band.
-    if seconds < 60 or (seconds < 3600 and seconds % 60):
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    hours = seconds / 3600
-    return f"{hours:.0f} h" if hours.is_integer() else f"{hours:.1f} h"
 
 
 _MIN = 60.0

@@ -13,15 +13,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from parallel_mcp import __version__
-from parallel_mcp.client import (
-    BETA_EVENTS,
-    BETA_FIELD_BASIS,
-    BETA_MCP,
-    BETA_WEBHOOK,
-    AsyncTaskClient,
-    backoff_delay,
-    betas_for,
-)
+from parallel_mcp.client import AsyncTaskClient, backoff_delay
 from parallel_mcp.emulator.app import create_emulator_app
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.faults import Fault
@@ -50,6 +42,7 @@ from parallel_mcp.models import (
     TaskRunProgressStatsEvent,
     TaskRunResult,
 )
+from parallel_mcp.models.betas import BETA_EVENTS, BETA_FIELD_BASIS, BETA_MCP, BETA_WEBHOOK, betas_for
 from parallel_mcp.serving import serve_asgi
 from tests.support import API_KEY, emulator_client
 

@@ -368,7 +368,7 @@ def test_any_text_reassembles_exactly_from_its_pages(paragraphs: list[str], budg
     [
         (
             {"status": "queued", "is_active": True, "elapsed_seconds": 3.0, "next_step": "Wait 10s then poll."},
-            ["trun_abc123", "queued", "ultra", "3s", "Next step: Wait 10s then poll."],
+            ["trun_abc123", "queued", "ultra", "3 s elapsed", "Next step: Wait 10s then poll."],
         ),
         (
             {
@@ -386,7 +386,7 @@ def test_any_text_reassembles_exactly_from_its_pages(paragraphs: list[str], budg
         ),
         (
             {"emulated": True, "warnings": ["MCP server crm: auth failed"]},
-            ["[EMULATED]", "MCP server crm: auth failed", "2m 05s"],
+            ["[EMULATED]", "MCP server crm: auth failed", "125 s elapsed"],
         ),
     ],
     ids=["queued", "running", "failed", "emulated-with-warnings"],

@@ -6,7 +6,6 @@ from parallel_mcp.processors import (
     FAST_SUFFIX,
     PROCESSORS,
     TIER_NAMES,
-    format_duration,
     get_processor,
     is_premium,
 )
@@ -90,14 +89,6 @@ def test_prices_rise_with_the_tier() -> None:
 )
 def test_the_band_reads_like_the_docs(name: str, band: str) -> None:
     assert PROCESSORS[name].band == band
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(0, "0 s"), (45, "45 s"), (60, "1 min"), (100, "100 s"), (300, "5 min"), (3600, "1 h"), (5400, "1.5 h")],
-)
-def test_format_duration_picks_the_unit_that_keeps_the_value_exact(seconds: float, text: str) -> None:
-    assert format_duration(seconds) == text
 
 
 @pytest.mark.parametrize(
