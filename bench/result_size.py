@@ -2,7 +2,7 @@
 
 The output comes from the emulator's `build_output`; pages are cut by the server's own `RunService`
 at the default budget (`Settings().result_budget_tokens`), exactly as `get_task_run` serves them.
-Tokens are estimated at 4 characters per token (`parallel_mcp.formatting.estimate_tokens`).
+Tokens are estimated at 4 characters per token (`parallel_mcp.paging.estimate_tokens`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ NAME = "result_size"
 def run(mode: Mode) -> Outcome:  # noqa: ARG001 - the same work in quick and full mode
     from parallel_mcp.config import Settings
     from parallel_mcp.emulator.outputs import build_output
-    from parallel_mcp.formatting import estimate_tokens, render_view
     from parallel_mcp.models import TaskRun, TaskRunInput, TaskRunJsonOutput, TaskRunResult
-    from parallel_mcp.service import PageRequest, RunService
+    from parallel_mcp.paging import estimate_tokens
+    from parallel_mcp.processors import ProcessorTable
+    from parallel_mcp.render import render_view
+    from parallel_mcp.runs import PageRequest, page_budget_chars, run_view
 
     settings = Settings()
     body = TaskRunInput(input="The European heat-pump market: players, prices, policy and outlook", processor="ultra8x")
@@ -39,12 +41,13 @@ def run(mode: Mode) -> Outcome:  # noqa: ARG001 - the same work in quick and ful
         modified_at=now,
     )
     result = TaskRunResult(run=run_model, output=output)
-    service = RunService(budget_tokens=settings.result_budget_tokens, progress_interval=4.0, emulated=True)
+    budget_chars = page_budget_chars(settings.result_budget_tokens)
 
     pages: list[tuple[str, str]] = []  # (text, structured JSON) of each tool result
     offset: int | None = 0
     while offset is not None:
-        view = service.view(run_model, result=result, page=PageRequest(offset=offset))
+        page = PageRequest(offset=offset)
+        view = run_view(run_model, result=result, page=page, budget_chars=budget_chars, processors=ProcessorTable())
         structured = json.dumps(view.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":"))
         pages.append((render_view(view), structured))
         assert view.output is not None
@@ -81,7 +84,7 @@ def run(mode: Mode) -> Outcome:  # noqa: ARG001 - the same work in quick and ful
 
     pages_table = Table(
         f"Result size: pages at the default budget ({budget:,} tokens; structured page budget "
-        f"{service.page_budget_chars:,} chars)",
+        f"{budget_chars:,} chars)",
         ["pages", "tokens per tool result: min / median / max", "budget", "met"],
     )
     ordered = sorted(sizes)

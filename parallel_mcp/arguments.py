@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
 
+from parallel_mcp.errors import ArgumentError
 from parallel_mcp.models import (
     McpServer,
     SourcePolicy,
@@ -25,10 +26,6 @@ from parallel_mcp.models import (
     Webhook,
 )
 from parallel_mcp.models.requests import check_spec_and_input
-
-
-class ArgumentError(ValueError):
-    """A tool argument is invalid; the message names the argument and how to fix it."""
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:

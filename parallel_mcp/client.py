@@ -14,16 +14,17 @@ import json
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 from urllib.parse import quote
 
 import anyio
 import httpx2
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from parallel_mcp import __version__
 from parallel_mcp.errors import (
     APIConnectionError,
+    APIResponseError,
     APIStatusError,
     APITimeoutError,
     NotFoundError,
@@ -174,7 +175,7 @@ class AsyncTaskClient:
         payload = body.model_dump(mode="json", exclude_none=True)
         headers = self._beta_headers(betas_for(body, extra=self.extra_betas))
         response = await self._send("POST", "/v1/tasks/runs", json_body=payload, headers=headers, create=True)
-        return TaskRun.model_validate(response.json())
+        return _parse(TaskRun, response)
 
     async def get_run(self, run_id: str) -> TaskRun:
         """Read a run's status (`GET /v1/tasks/runs/{id}`)."""
@@ -183,8 +184,10 @@ class AsyncTaskClient:
     async def get_input(self, run_id: str) -> dict[str, Any]:
         """Read back the body a run was created with (header values are never returned by the API)."""
         response = await self._send("GET", f"/v1/tasks/runs/{_segment(run_id)}/input")
-        data: dict[str, Any] = response.json()
-        return data
+        data = _json(response)
+        if not isinstance(data, dict):
+            raise APIResponseError(f"GET {response.request.url.path} answered {type(data).__name__}, not an object")
+        return cast(dict[str, Any], data)
 
     async def get_result(self, run_id: str, *, timeout: int) -> TaskRunResult | None:
         """Long-poll `/result` for up to `timeout` seconds.
@@ -216,7 +219,7 @@ class AsyncTaskClient:
             if run.is_active:
                 return None
             raise
-        return TaskRunResult.model_validate(response.json())
+        return _parse(TaskRunResult, response)
 
     async def events(self, run_id: str, *, reconnects: int = 2) -> AsyncIterator[RunEvent]:
         """Stream a run's events, reconnecting when the stream drops and skipping replayed ones.
@@ -247,7 +250,7 @@ class AsyncTaskClient:
                         ended = not event.run.is_active
                 if ended:
                     return
-            except (APIConnectionError, httpx2.TransportError) as exc:
+            except APIConnectionError as exc:
                 logger.debug("event stream for %s dropped: %s", run_id, type(exc).__name__)
             attempts += 1
             if attempts > reconnects:
@@ -260,7 +263,7 @@ class AsyncTaskClient:
         """Create a task group."""
         body = {"metadata": dict(metadata)} if metadata else {}
         response = await self._send("POST", "/v1/tasks/groups", json_body=body, create=True)
-        return TaskGroup.model_validate(response.json())
+        return _parse(TaskGroup, response)
 
     async def get_group(self, group_id: str) -> TaskGroup:
         """Read a group's aggregate status."""
@@ -280,7 +283,7 @@ class AsyncTaskClient:
         response = await self._send(
             "POST", f"/v1/tasks/groups/{_segment(group_id)}/runs", json_body=body, headers=headers, create=True
         )
-        return TaskGroupRunResponse.model_validate(response.json())
+        return _parse(TaskGroupRunResponse, response)
 
     async def group_events(self, group_id: str, *, timeout: float | None = None) -> AsyncIterator[GroupEvent]:
         """Stream a group's status changes and run endings; it ends when no run is active any more."""
@@ -305,7 +308,7 @@ class AsyncTaskClient:
 
     async def _get_model(self, path: str, model: type[ModelT]) -> ModelT:
         response = await self._send("GET", path)
-        return model.model_validate(response.json())
+        return _parse(model, response)
 
     async def _send(
         self,
@@ -395,18 +398,30 @@ class AsyncTaskClient:
         self._pool.requests += 1
         timeout = httpx2.Timeout(None, connect=self._pool.timeout.connect)
         query = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in (params or {}).items()}
-        async with http.stream("GET", self.base_url + path, headers=headers, params=query, timeout=timeout) as response:
-            if not response.is_success:
-                await response.aread()
-                raise error_from_response(response.status_code, response.headers, response.content)
-            async for data in _sse_data(response.aiter_lines()):
-                try:
-                    payload = json.loads(data)
-                except json.JSONDecodeError:
-                    logger.debug("skipping a malformed event on %s", path)
-                    continue
-                if isinstance(payload, dict):
-                    yield parse_event(payload)  # pyright: ignore[reportUnknownArgumentType]
+        try:
+            async with http.stream(
+                "GET", self.base_url + path, headers=headers, params=query, timeout=timeout
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise error_from_response(response.status_code, response.headers, response.content)
+                async for data in _sse_data(response.aiter_lines()):
+                    event = _event(data)
+                    if event is None:
+                        logger.debug("skipping a malformed event on %s", path)
+                        continue
+                    yield event
+        except httpx2.TransportError as exc:
+            # A cut stream is a lost connection like any other: callers handle APIError, never httpx2's.
+            raise APIConnectionError(f"GET {path} stream broke: {_describe(exc)}", request_sent=True) from None
+
+
+def _event(data: str) -> RunEvent | TaskGroupStatusEvent | None:
+    try:
+        payload = json.loads(data)
+        return parse_event(payload) if isinstance(payload, dict) else None  # pyright: ignore[reportUnknownArgumentType]
+    except (json.JSONDecodeError, ValidationError):
+        return None
 
 
 async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
@@ -425,6 +440,25 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
             buffer.append(value.removeprefix(" "))
     if buffer:
         yield "\n".join(buffer)
+
+
+def _json(response: httpx2.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise APIResponseError(f"{response.request.method} {response.request.url.path} answered non-JSON") from None
+
+
+def _parse(model: type[ModelT], response: httpx2.Response) -> ModelT:
+    """The answer as `model`; a body of another shape is the API's fault, never the agent's."""
+    try:
+        return model.model_validate(_json(response))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors(include_url=False)[:3]
+        )
+        where = f"{response.request.method} {response.request.url.path}"
+        raise APIResponseError(f"{where} answered a {model.__name__} that does not parse ({problems})") from None
 
 
 def _segment(value: str) -> str:

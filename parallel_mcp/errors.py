@@ -1,10 +1,13 @@
 """The exceptions of parallel-mcp, mirroring the official SDK's tree.
 
 ParallelMCPError
+├── ArgumentError                   (a tool argument is invalid; the agent can fix it)
+├── AccessError                     (the caller brought no usable credentials)
 ├── APIError
 │   ├── APIConnectionError          (no HTTP answer; `request_sent` says if it may have arrived)
 │   │   └── APITimeoutError
 │   ├── RunMayExistError            (a create failed after it may have reached the API)
+│   ├── APIResponseError            (a success answer whose body is not what the API documents)
 │   └── APIStatusError              (an HTTP error answer; keeps `status_code` and `ref_id`)
 │       ├── AuthenticationError     401
 │       ├── PaymentRequiredError    402
@@ -32,6 +35,14 @@ class ParallelMCPError(Exception):
     """Base of every error raised by parallel-mcp."""
 
 
+class ArgumentError(ParallelMCPError, ValueError):
+    """A tool argument is invalid; the message names the argument and how to fix it."""
+
+
+class AccessError(ParallelMCPError):
+    """The caller brought no usable credentials (e.g. no Parallel key in multi-user mode)."""
+
+
 class APIError(ParallelMCPError):
     """A call to the Task API did not succeed."""
 
@@ -54,6 +65,15 @@ class RunMayExistError(APIError):
 
     It is never retried automatically: retrying could start a second, billed run.
     """
+
+    def __init__(self, message: str, *, group_id: str | None = None) -> None:
+        super().__init__(message)
+        self.group_id = group_id
+        """Set when runs may have been added to this (existing) group: check it rather than create again."""
+
+
+class APIResponseError(APIError):
+    """The API answered with success but a body that does not match its documented shape."""
 
 
 class APIStatusError(APIError):

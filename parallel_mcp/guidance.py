@@ -1,12 +1,17 @@
-"""What to tell the agent: next steps, polling hints and error explanations. Pure functions."""
+"""Everything the agent is told in words: next steps, polling hints, warnings and error explanations.
+
+Pure functions. The services decide what happened; the sentences that tell the agent what it
+means and what to do next are all written here.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-
 from parallel_mcp.errors import (
+    AccessError,
     APIConnectionError,
+    APIResponseError,
     APIStatusError,
+    ArgumentError,
     AuthenticationError,
     NotFoundError,
     ParallelMCPError,
@@ -16,45 +21,41 @@ from parallel_mcp.errors import (
     RunMayExistError,
     UnprocessableEntityError,
 )
-from parallel_mcp.processors import PROCESSORS, get_processor
+from parallel_mcp.processors import PROCESSORS, CostLimitError, ProcessorTable
 
-MIN_HINT_SECONDS = 5
 MAX_HINT_SECONDS = 600
-
-
-def elapsed_seconds(created_at: str | None, now: dt.datetime | None = None) -> float | None:
-    """Seconds since an RFC 3339 timestamp, or None when it is missing or unreadable."""
-    if not created_at:
-        return None
-    try:
-        start = dt.datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=dt.UTC)
-    current = now or dt.datetime.now(dt.UTC)
-    return max(0.0, (current - start).total_seconds())
-
-
-def retry_after_hint(processor: str, elapsed: float | None, *, time_scale: float = 1.0) -> int:
-    """Seconds to wait before polling an active run again, from the processor's latency band.
-
-    Before the band's lower edge: the time left to it. Inside the band: a sixth of the band's
-    width, so a run is polled about six times across its likely span. `time_scale` shrinks the
-    band for the emulator, whose runs are faster than real ones.
-    """
-    proc = get_processor(processor)
-    if proc is None:
-        return 30
-    low, high = proc.min_seconds / time_scale, proc.max_seconds / time_scale
-    done = elapsed or 0.0
-    hint = low - done if done < low else (high - low) / 6
-    floor = 1 if time_scale > 1 else MIN_HINT_SECONDS
-    return int(min(max(hint, floor), MAX_HINT_SECONDS))
-
+UNKNOWN_PROCESSOR_HINT = 30
 
 SUGGESTED_WAIT_SECONDS = 45
 """What a follow-up call should wait: long enough to save turns, short of the ~60 s client cut-off."""
+
+
+# -- polling -------------------------------------------------------------------------------------
+
+
+def retry_after_hint(processors: ProcessorTable, processor: str, elapsed: float | None) -> int:
+    """Seconds to wait before polling an active run again, from the processor's latency band.
+
+    Before the band's lower edge: the time left to it. Inside the band: a sixth of the band's
+    width, so a run is polled about six times across its likely span. The table's pace shrinks
+    the band for the emulator, whose runs are faster than real ones.
+    """
+    proc = processors.get(processor)
+    if proc is None:
+        return UNKNOWN_PROCESSOR_HINT
+    low, high = proc.min_seconds, proc.max_seconds
+    done = elapsed or 0.0
+    hint = low - done if done < low else (high - low) / 6
+    return int(min(max(hint, processors.min_poll_seconds), MAX_HINT_SECONDS))
+
+
+def processor_line(name: str) -> str:
+    """One processor's band and price, for descriptions: ``lite 10 s-1 min $0.005``."""
+    proc = PROCESSORS[name]
+    return f"{name} {proc.band} ${proc.usd_per_run:g}"
+
+
+# -- runs ----------------------------------------------------------------------------------------
 
 
 def still_running_step(run_id: str, retry_after: int) -> str:
@@ -89,15 +90,93 @@ def action_required_step() -> str:
     return "The run needs action outside this tool (status action_required); tell the user. Polling won't change it."
 
 
-def processor_line(name: str) -> str:
-    """One processor's band and price, for descriptions: ``lite 10 s-1 min $0.005``."""
-    proc = PROCESSORS[name]
-    return f"{name} {proc.band} ${proc.usd_per_run:g}"
+def no_output_step(status: str) -> str:
+    """The next step for a run that ended without output (e.g. cancelled)."""
+    return f"The run is {status}; there is no output to read."
+
+
+def reused_run_warning(idempotency_key: str, run_id: str) -> str:
+    """Said when an idempotency key returns the run it created before."""
+    return f"idempotency_key {idempotency_key!r} already created run {run_id}: returned it; nothing new was billed."
+
+
+def unread_status_warning(error: ParallelMCPError) -> str:
+    """Said when a run exists but its status could not be read after creating it."""
+    return f"The run was created, but reading its status failed: {error}"
+
+
+def run_list_step(found: bool) -> str:
+    """The next step after listing runs."""
+    if found:
+        return "Call get_task_run(run_id=...) for a run's current status or its result."
+    return "No runs yet: create one with create_task_run."
+
+
+# -- groups --------------------------------------------------------------------------------------
+
+
+def group_running_step(group_id: str, ended: int, total: int, retry_after: int) -> str:
+    """The next step for a group whose runs are not all done."""
+    return (
+        f"{ended} of {total} runs have ended. Call get_task_group(task_group_id={group_id!r}, "
+        f"wait_seconds={SUGGESTED_WAIT_SECONDS}) to keep waiting; expect about {retry_after} s before the next change."
+    )
+
+
+def group_rows_step(group_id: str, next_offset: int | None) -> str:
+    """The next step for a finished group: the next page of rows, or where a row's sources are."""
+    if next_offset is not None:
+        return (
+            f"All runs ended. This is one page of rows: call get_task_group(task_group_id={group_id!r}, "
+            f"offset={next_offset}) for the next. Basis and citations of a row: get_task_run(run_id)."
+        )
+    return "All runs ended; every row is below. Basis and citations of a row: get_task_run(run_id)."
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def missing_key_message(*, bearer_allowed: bool) -> str:
+    """Multi-user mode and the request brings no Parallel key."""
+    where = "an x-api-key or Authorization: Bearer header" if bearer_allowed else "an x-api-key header"
+    return f"This server is in multi-user mode: send your Parallel API key in {where}."
 
 
 def describe_error(error: ParallelMCPError, *, run_id: str | None = None, group_id: str | None = None) -> str:
-    """An actionable message for an API error; never contains request secrets."""
-    ref = f" (ref_id {error.ref_id})" if isinstance(error, APIStatusError) and error.ref_id else ""
+    """An actionable message for any error of ours; never contains request secrets."""
+    if isinstance(error, ArgumentError | AccessError):
+        return str(error)
+    if isinstance(error, CostLimitError):
+        return (
+            f"processor {error.processor!r} costs ${error.price:g} per run, above this server's limit of "
+            f"${error.limit:g} (PARALLEL_MCP_MAX_COST_USD). Use one of: {', '.join(error.fitting) or 'none'}; "
+            "or ask the user to raise the limit."
+        )
+    if isinstance(error, RunMayExistError):
+        return _may_exist(error)
+    if isinstance(error, APIStatusError):
+        return _status_error(error, run_id=run_id, group_id=group_id)
+    if isinstance(error, APIConnectionError):
+        return f"Could not reach the Task API: {error}. Try again in a minute."
+    if isinstance(error, APIResponseError):
+        return f"The Task API answered in an unexpected shape ({error}). Try again in a minute."
+    return str(error)
+
+
+def _may_exist(error: RunMayExistError) -> str:
+    if error.group_id is not None:
+        return (
+            f"{error} Runs may have been added to task group {error.group_id}: check it with "
+            f"get_task_group(task_group_id={error.group_id!r}) before adding them again."
+        )
+    return (
+        f"{error} Do not call create_task_run again right away; tell the user a run may have started "
+        "and can be seen on platform.parallel.ai."
+    )
+
+
+def _status_error(error: APIStatusError, *, run_id: str | None, group_id: str | None) -> str:
+    ref = f" (ref_id {error.ref_id})" if error.ref_id else ""
     if isinstance(error, AuthenticationError):
         return (
             f"The Parallel API rejected the API key (HTTP 401){ref}. The user must set a valid "
@@ -126,13 +205,12 @@ def describe_error(error: ParallelMCPError, *, run_id: str | None = None, group_
     if isinstance(error, RateLimitError):
         wait = f" Retry after about {error.retry_after:.0f} s." if error.retry_after else " Retry shortly."
         return f"The Task API is rate limiting this key (HTTP 429){ref}.{wait}"
-    if isinstance(error, RunMayExistError):
-        return (
-            f"{error} Do not call create_task_run again right away; tell the user a run may have started "
-            "and can be seen on platform.parallel.ai."
-        )
-    if isinstance(error, APIStatusError):
-        return f"The Task API failed (HTTP {error.status_code}){ref}: {error.message}. Try again in a minute."
-    if isinstance(error, APIConnectionError):
-        return f"Could not reach the Task API: {error}. Try again in a minute."
-    return str(error)
+    return f"The Task API failed (HTTP {error.status_code}){ref}: {error.message}. Try again in a minute."
+
+
+def unexpected_error_message(error: Exception) -> str:
+    """A bug of ours reached the agent: say so without internals, and how to avoid a second billed run."""
+    return (
+        f"parallel-mcp failed unexpectedly ({type(error).__name__}); the details are in the server's log. "
+        "If this call was creating a run, call list_task_runs before creating it again."
+    )

@@ -1,13 +1,16 @@
-"""The processor tiers of the Task API: latency bands and prices, as documented by Parallel.
+"""The processor tiers of the Task API: latency bands and prices, as documented by Parallel, and
+the pricing policy that guards them.
 
-Pure data and lookups. Used for tool descriptions, `retry_after_seconds` hints, the cost of a run,
-and the emulator's run durations.
+Pure data, lookups and the cost check. Used for tool descriptions, `retry_after_seconds` hints, the
+cost of a run, and the emulator's run durations. A `ProcessorTable` is the table at a pace: the
+real one, or the embedded emulator's, whose runs go `pace` times faster.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from parallel_mcp.errors import ParallelMCPError
 from parallel_mcp.text import format_duration
 
 FAST_SUFFIX = "-fast"
@@ -74,3 +77,44 @@ def get_processor(name: str) -> Processor | None:
 def is_premium(name: str) -> bool:
     """True for `pro` and above (events on by default, deep-research auto output)."""
     return name.removesuffix(FAST_SUFFIX) in PREMIUM_TIERS
+
+
+@dataclass(frozen=True)
+class ProcessorTable:
+    """The processors at a pace: latency bands divided by `pace` (1 on the real API), prices unchanged."""
+
+    pace: float = 1.0
+
+    def get(self, name: str) -> Processor | None:
+        """The processor with its band at this table's pace; None for an unknown name."""
+        proc = PROCESSORS.get(name)
+        if proc is None or self.pace == 1.0:
+            return proc
+        return replace(proc, min_seconds=proc.min_seconds / self.pace, max_seconds=proc.max_seconds / self.pace)
+
+    @property
+    def min_poll_seconds(self) -> int:
+        """The shortest polling hint worth giving: a few seconds for real runs, one for a sped-up emulator."""
+        return 1 if self.pace > 1 else 5
+
+
+class CostLimitError(ParallelMCPError):
+    """A run's list price is above the configured `max_cost_usd`."""
+
+    def __init__(self, processor: str, price: float, limit: float) -> None:
+        self.processor = processor
+        self.price = price
+        self.limit = limit
+        self.fitting = [name for name, p in PROCESSORS.items() if p.usd_per_run <= limit]
+        super().__init__(f"processor {processor!r} costs ${price:g} per run, above the limit of ${limit:g}")
+
+
+def check_cost(processor: str, max_cost_usd: float | None) -> None:
+    """Refuse a processor whose per-run price is above the configured limit.
+
+    Raises:
+        CostLimitError: the processor's price is above `max_cost_usd`.
+    """
+    proc = get_processor(processor)
+    if max_cost_usd is not None and proc is not None and proc.usd_per_run > max_cost_usd:
+        raise CostLimitError(processor, proc.usd_per_run, max_cost_usd)

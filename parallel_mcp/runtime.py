@@ -1,4 +1,4 @@
-"""What the server holds for its lifetime: settings, the Task API client, the run service.
+"""What the server holds for its lifetime: settings, the Task API client, the run and group services.
 
 The lifespan opens one connection pool; with no API key it first starts the embedded emulator on
 loopback and says so on stderr.
@@ -16,14 +16,17 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
-from mcp.server.mcpserver.exceptions import ToolError
 
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.config import Settings
+from parallel_mcp.errors import AccessError
 from parallel_mcp.groups import GroupService
+from parallel_mcp.guidance import missing_key_message
 from parallel_mcp.journal import MEMORY, Journal, default_journal_path
-from parallel_mcp.service import RunService, owner_of
+from parallel_mcp.processors import ProcessorTable
+from parallel_mcp.runs import RunService, owner_of
 from parallel_mcp.serving import base_url, listening_socket
+from parallel_mcp.waiter import Waiter
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +38,10 @@ class AppContext:
     settings: Settings
     client: AsyncTaskClient
     owner: str
-    service: RunService
+    runs: RunService
     groups: GroupService
+    emulated: bool
+    """Results come from an emulator, not real research: every result says so."""
 
 
 def make_client(
@@ -72,7 +77,6 @@ def make_lifespan(settings: Settings, *, client: AsyncTaskClient | None = None, 
         async with AsyncExitStack() as stack:
             task_client = client
             is_emulated = bool(emulated)
-            time_scale = 1.0
             if task_client is None and settings.uses_emulator:
                 group = await stack.enter_async_context(anyio.create_task_group())
                 emulator = EmbeddedEmulator(settings, group)
@@ -90,35 +94,24 @@ def make_lifespan(settings: Settings, *, client: AsyncTaskClient | None = None, 
                 )
                 stack.push_async_callback(task_client.aclose)
                 is_emulated = emulated if emulated is not None else True
-                time_scale = settings.emulator_speed
             elif task_client is None:
                 api_key = settings.api_key.get_secret_value() if settings.api_key else ""
                 task_client = make_client(settings, api_key=api_key, base_url=settings.base_url)
                 stack.push_async_callback(task_client.aclose)
-            elif is_emulated:
-                time_scale = settings.emulator_speed
             api_key_for_owner = settings.api_key.get_secret_value() if settings.api_key else "emulator"
             journal = open_journal(settings, emulated=is_emulated)
             stack.callback(journal.close)
-            service = RunService(
-                budget_tokens=settings.result_budget_tokens,
-                progress_interval=settings.progress_interval,
-                emulated=is_emulated,
-                time_scale=time_scale,
-                journal=journal,
-            )
-            groups = GroupService(
-                page_budget_chars=service.page_budget_chars,
-                progress_interval=settings.progress_interval,
-                emulated=is_emulated,
-                time_scale=time_scale,
-            )
+            # An emulator's runs go `emulator_speed` times faster: hints and estimates follow its pace.
+            processors = ProcessorTable(pace=settings.emulator_speed if is_emulated else 1.0)
+            waiter = Waiter(processors, interval=settings.progress_interval)
+            runs = RunService(waiter=waiter, journal=journal, budget_tokens=settings.result_budget_tokens)
             yield AppContext(
                 settings=settings,
                 client=task_client,
                 owner=owner_of(api_key_for_owner),
-                service=service,
-                groups=groups,
+                runs=runs,
+                groups=GroupService(waiter=waiter, page_budget_chars=runs.page_budget_chars),
+                emulated=is_emulated,
             )
 
     return lifespan
@@ -192,7 +185,7 @@ def client_for(app: AppContext, headers: Mapping[str, str] | None) -> tuple[Asyn
     `Authorization: Bearer` when the server has no token of its own); keys never cross requests.
 
     Raises:
-        ToolError: multi-user mode and the request carries no key.
+        AccessError: multi-user mode and the request carries no key.
     """
     if not app.settings.multi_user:
         return app.client, app.owner
@@ -201,6 +194,5 @@ def client_for(app: AppContext, headers: Mapping[str, str] | None) -> tuple[Asyn
     if not key and app.settings.auth_token is None:
         key = _bearer(found)
     if not key:
-        where = "an x-api-key header" if app.settings.auth_token else "an x-api-key or Authorization: Bearer header"
-        raise ToolError(f"This server is in multi-user mode: send your Parallel API key in {where}.")
+        raise AccessError(missing_key_message(bearer_allowed=app.settings.auth_token is None))
     return app.client.with_api_key(key), owner_of(key)

@@ -1,4 +1,8 @@
-"""The MCP tools: thin wrappers that parse arguments, call the run service and shape results."""
+"""The MCP tools: thin wrappers that parse arguments, call the services and shape results.
+
+Every tool ends in `_respond` (view -> text + structured result) and maps errors in `_tool_errors`
+(what the agent can act on becomes a tool error worded by `guidance`).
+"""
 
 from __future__ import annotations
 
@@ -20,18 +24,17 @@ from parallel_mcp.arguments import (
     SOURCE_POLICY_SCHEMA,
     TASK_SPEC_SCHEMA,
     WEBHOOK_SCHEMA,
-    ArgumentError,
     build_group_inputs,
     build_run_input,
     parse_fields,
 )
 from parallel_mcp.config import MAX_WAIT_SECONDS
 from parallel_mcp.errors import ParallelMCPError
-from parallel_mcp.formatting import render_group, render_run_list, render_view
-from parallel_mcp.guidance import describe_error, processor_line
-from parallel_mcp.processors import TIER_NAMES
+from parallel_mcp.guidance import describe_error, processor_line, run_list_step, unexpected_error_message
+from parallel_mcp.processors import TIER_NAMES, check_cost
+from parallel_mcp.render import render
+from parallel_mcp.runs import PageRequest
 from parallel_mcp.runtime import AppContext, client_for
-from parallel_mcp.service import CostLimitError, PageRequest, check_cost
 from parallel_mcp.views import RunListView, RunSummary, TaskGroupView, TaskRunView
 from parallel_mcp.waiter import ProgressSink
 
@@ -93,10 +96,11 @@ def tool_description(tool: Callable[..., Any]) -> str:
     return text.replace("{processors}", ", ".join(processor_line(name) for name in TIER_NAMES))
 
 
-def _respond(view: TaskRunView) -> CallToolResult:
+def _respond(app: AppContext, view: TaskRunView | RunListView | TaskGroupView) -> CallToolResult:
+    """The one way a view becomes a tool result: marked emulated where it is, rendered, and structured."""
+    view.emulated = app.emulated
     return CallToolResult(
-        content=[TextContent(type="text", text=render_view(view))],
-        structured_content=view.model_dump(mode="json"),
+        content=[TextContent(type="text", text=render(view))], structured_content=view.model_dump(mode="json")
     )
 
 
@@ -108,19 +112,17 @@ def _sink(ctx: ToolContext) -> ProgressSink:
 
 
 @contextmanager
-def _tool_errors(
-    *,
-    fixable: tuple[type[Exception], ...] = (ArgumentError, CostLimitError),
-    run_id: str | None = None,
-    group_id: str | None = None,
-) -> Generator[None]:
-    """Turn what the model can act on into tool errors: `fixable` ones verbatim, API errors explained."""
+def _tool_errors(*, run_id: str | None = None, group_id: str | None = None) -> Generator[None]:
+    """Turn our errors into tool errors the agent can act on; anything else is logged and said plainly."""
     try:
         yield
-    except fixable as exc:
-        raise ToolError(str(exc)) from None
     except ParallelMCPError as exc:
         raise ToolError(describe_error(exc, run_id=run_id, group_id=group_id)) from None
+    except ToolError:
+        raise
+    except Exception as exc:  # the tool's top-level handler: a bug must still end in a sentence
+        logger.exception("unexpected error in a tool call")
+        raise ToolError(unexpected_error_message(exc)) from None
 
 
 def _present(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -214,7 +216,6 @@ async def create_task_run(
     Lost a run_id? list_task_runs shows the runs created here.
     """
     app = ctx.request_context.lifespan_context
-    client, owner = client_for(app, ctx.headers)
     arguments = _present(
         {
             "input": input,
@@ -232,12 +233,11 @@ async def create_task_run(
     )
     wait = app.settings.wait_seconds if wait_seconds is None else wait_seconds
     with _tool_errors():
+        client, owner = client_for(app, ctx.headers)
         body = build_run_input(arguments)
         check_cost(body.processor, app.settings.max_cost_usd)
-        view = await app.service.create(
-            client, owner, body, wait=wait, sink=_sink(ctx), idempotency_key=idempotency_key
-        )
-    return _respond(view)
+        view = await app.runs.create(client, owner, body, wait=wait, sink=_sink(ctx), idempotency_key=idempotency_key)
+    return _respond(app, view)
 
 
 async def get_task_run(
@@ -265,13 +265,12 @@ async def get_task_run(
     re-reading pages is cheap.
     """
     app = ctx.request_context.lifespan_context
-    client, owner = client_for(app, ctx.headers)
     wait = app.settings.wait_seconds if wait_seconds is None else wait_seconds
     page = PageRequest(offset=offset, fields=parse_fields(fields), include_basis=include_basis)
-    # ValueError: a `fields` name or an `offset` the output does not have.
-    with _tool_errors(fixable=(ValueError,), run_id=run_id):
-        view = await app.service.get(client, owner, run_id.strip(), wait=wait, sink=_sink(ctx), page=page)
-    return _respond(view)
+    with _tool_errors(run_id=run_id):
+        client, owner = client_for(app, ctx.headers)
+        view = await app.runs.get(client, owner, run_id.strip(), wait=wait, sink=_sink(ctx), page=page)
+    return _respond(app, view)
 
 
 async def list_task_runs(
@@ -286,24 +285,11 @@ async def list_task_runs(
     makes no request to the Task API and costs nothing.
     """
     app = ctx.request_context.lifespan_context
-    _client, owner = client_for(app, ctx.headers)
-    entries = app.service.recent_runs(owner, limit=limit, active_only=active_only)
+    with _tool_errors():
+        _client, owner = client_for(app, ctx.headers)
+    entries = app.runs.recent_runs(owner, limit=limit, active_only=active_only)
     runs = [RunSummary(**vars(entry)) for entry in entries]
-    step = (
-        "Call get_task_run(run_id=...) for a run's current status or its result."
-        if runs
-        else "No runs yet: create one with create_task_run."
-    )
-    view = RunListView(runs=runs, next_step=step, emulated=app.service.emulated)
-    return CallToolResult(
-        content=[TextContent(type="text", text=render_run_list(view))], structured_content=view.model_dump(mode="json")
-    )
-
-
-def _group_result(view: TaskGroupView) -> CallToolResult:
-    return CallToolResult(
-        content=[TextContent(type="text", text=render_group(view))], structured_content=view.model_dump(mode="json")
-    )
+    return _respond(app, RunListView(runs=runs, next_step=run_list_step(bool(runs))))
 
 
 async def create_task_group(
@@ -341,10 +327,10 @@ async def create_task_group(
     citations.
     """
     app = ctx.request_context.lifespan_context
-    client, _owner = client_for(app, ctx.headers)
     chosen = processor or app.settings.default_processor
     wait = app.settings.wait_seconds if wait_seconds is None else wait_seconds
     with _tool_errors():
+        client, _owner = client_for(app, ctx.headers)
         check_cost(chosen, app.settings.max_cost_usd)
         runs = build_group_inputs(inputs, processor=chosen, task_spec=task_spec, metadata=metadata)
         view = await app.groups.create(
@@ -355,7 +341,7 @@ async def create_task_group(
             wait=wait,
             sink=_sink(ctx),
         )
-    return _group_result(view)
+    return _respond(app, view)
 
 
 async def get_task_group(
@@ -371,9 +357,8 @@ async def get_task_group(
     more rows, and get_task_run(run_id) for one row's basis and citations.
     """
     app = ctx.request_context.lifespan_context
-    client, _owner = client_for(app, ctx.headers)
     wait = app.settings.wait_seconds if wait_seconds is None else wait_seconds
-    # ValueError: an `offset` past the last row.
-    with _tool_errors(fixable=(ValueError,), group_id=task_group_id):
+    with _tool_errors(group_id=task_group_id):
+        client, _owner = client_for(app, ctx.headers)
         view = await app.groups.get(client, task_group_id.strip(), wait=wait, sink=_sink(ctx), offset=offset)
-    return _group_result(view)
+    return _respond(app, view)

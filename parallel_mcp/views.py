@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from parallel_mcp.models import McpToolCall, TaskRunStatus
+from parallel_mcp.models import ErrorObject, McpToolCall, TaskRunStatus
 
 
 class View(BaseModel):
@@ -80,6 +80,11 @@ class RunError(View):
 
     message: str
     ref_id: str | None = None
+
+    @classmethod
+    def of(cls, error: ErrorObject | None) -> RunError | None:
+        """A run's API error as the agent sees it (None stays None)."""
+        return cls(message=error.message, ref_id=error.ref_id or None) if error else None
 
 
 class TaskRunView(View):

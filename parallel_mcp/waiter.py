@@ -1,9 +1,12 @@
-"""Bounded waiting on a run, with live progress, in at most three upstream requests.
+"""Bounded waiting on a run or a group, with live progress, in as few upstream requests as possible.
 
-One long-poll on `/result` ends the wait the moment the run finishes; one event stream feeds the
-progress meter and phase messages; a heartbeat keeps progress notifications coming at least every
-few seconds. The run's latest state comes from the stream, so a run still going after the wait
-costs no extra request.
+A run: one long-poll on `/result` ends the wait the moment the run finishes; one event stream feeds
+the progress meter and phase messages; the run is re-read once if it is still going, so a waiting
+call makes at most three requests. A group: its event stream reports runs as they end. Both send
+a progress notification at least every `interval` seconds from one heartbeat.
+
+Whether to wait at all is decided here too: a finished run costs one read of its result, and a
+call that may not wait reads the status once.
 """
 
 from __future__ import annotations
@@ -19,16 +22,19 @@ import anyio
 
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.errors import APIError, TaskRunFailedError
-from parallel_mcp.guidance import elapsed_seconds
 from parallel_mcp.models import (
+    TERMINAL_STATUSES,
+    TaskGroup,
+    TaskGroupStatus,
+    TaskGroupStatusEvent,
     TaskRun,
     TaskRunEvent,
     TaskRunProgressMessageEvent,
     TaskRunProgressStatsEvent,
     TaskRunResult,
+    seconds_since,
 )
-from parallel_mcp.processors import get_processor
-from parallel_mcp.views import Progress
+from parallel_mcp.processors import ProcessorTable
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +43,8 @@ ProgressSink = Callable[[float, float | None, str], Awaitable[None]]
 
 MAX_MESSAGE_CHARS = 200
 MIN_REPORT_GAP = 1.0
+DEFAULT_EXPECTED_SECONDS = 120.0
+"""What a run of unknown processor is assumed to take, for the progress estimate."""
 
 
 @dataclass
@@ -59,17 +67,10 @@ class ProgressState:
             self.message = f"{event.kind}: {event.message}"
             self.recent.append(self.message)
 
-    def to_view(self) -> Progress | None:
-        """The agent-facing snapshot, or None when nothing is known yet."""
-        if self.meter is None and self.message is None and self.sources_read is None:
-            return None
-        return Progress(
-            progress_meter=self.meter,
-            message=self.message,
-            sources_considered=self.sources_considered,
-            sources_read=self.sources_read,
-            recent_messages=list(self.recent),
-        )
+    @property
+    def known(self) -> bool:
+        """True once anything has been learnt."""
+        return self.meter is not None or self.message is not None or self.sources_read is not None
 
 
 @dataclass
@@ -80,7 +81,7 @@ class WaitOutcome:
     result: TaskRunResult | None = None
     failure: TaskRunFailedError | None = None
     error: APIError | None = None
-    """The long-poll failed after its retries; the run's state is unknown, not failed."""
+    """A read failed after its retries; the run's state is unknown, not failed."""
     progress: ProgressState = field(default_factory=ProgressState)
 
 
@@ -109,20 +110,20 @@ class MonotonicProgress:
 class ProgressReporter:
     """Turns a run's progress state into notifications: the API's meter, or an estimate from its band."""
 
-    def __init__(self, sink: ProgressSink | None, time_scale: float, run: TaskRun | None = None) -> None:
+    def __init__(self, sink: ProgressSink | None, processors: ProcessorTable, run: TaskRun | None = None) -> None:
         self._progress = MonotonicProgress(sink)
-        self._time_scale = time_scale
+        self._processors = processors
         self._started = time.monotonic()
-        self._expected = 120.0 / time_scale
+        self._expected = DEFAULT_EXPECTED_SECONDS / processors.pace
         if run is not None:
             self.learn(run)
 
     def learn(self, run: TaskRun) -> None:
         """Base the estimate on the run's processor band and age once they are known."""
-        self._started = time.monotonic() - (elapsed_seconds(run.created_at) or 0.0)
-        proc = get_processor(run.processor)
-        mid = (proc.min_seconds + proc.max_seconds) / 2 if proc else 120.0
-        self._expected = mid / self._time_scale
+        self._started = time.monotonic() - (seconds_since(run.created_at) or 0.0)
+        proc = self._processors.get(run.processor)
+        if proc is not None:
+            self._expected = (proc.min_seconds + proc.max_seconds) / 2
 
     def estimate(self, state: ProgressState) -> float:
         """The API's meter when it reports one, else a guess from the processor's latency band."""
@@ -140,51 +141,113 @@ class ProgressReporter:
         await self._progress.send(self.estimate(state), 100.0, " · ".join(parts), force=force)
 
 
-async def wait_for_run(
-    client: AsyncTaskClient,
-    run_id: str,
-    *,
-    wait: float,
-    run: TaskRun | None = None,
-    sink: ProgressSink | None = None,
-    interval: float = 4.0,
-    time_scale: float = 1.0,
-) -> WaitOutcome:
-    """Wait up to `wait` seconds for a run to finish, reporting progress to `sink`.
+def ended_runs(status: TaskGroupStatus) -> int:
+    """How many of a group's runs have ended."""
+    return sum(count for name, count in status.task_run_status_counts.items() if name in TERMINAL_STATUSES)
 
-    Returns as soon as the run ends (the `/result` long-poll answers at once). A run still going
-    after the wait is re-read once, since the event stream only reports state changes at its
-    ends: at most three requests in all. Errors are returned in the outcome, never raised, so
-    the caller still knows the run. Cancelling the caller stops the wait only; the run itself is
-    never touched.
 
-    Args:
-        run_id: the run to wait for.
-        wait: seconds to wait at most.
-        run: the run's state when already known (after a create), for the progress estimate.
-    """
-    outcome = WaitOutcome(run=run)
-    reporter = ProgressReporter(sink, time_scale, run)
-    with anyio.move_on_after(wait + 1.0):
-        async with anyio.create_task_group() as group:
-            group.start_soon(_watch_events, client, run_id, outcome, reporter)
-            group.start_soon(_heartbeat, outcome, reporter, interval)
+class Waiter:
+    """Waits on runs and groups for the services; one per server."""
+
+    def __init__(self, processors: ProcessorTable, *, interval: float = 4.0) -> None:
+        self.processors = processors
+        self.interval = interval
+
+    async def run(
+        self,
+        client: AsyncTaskClient,
+        run_id: str,
+        *,
+        wait: float,
+        run: TaskRun | None = None,
+        sink: ProgressSink | None = None,
+    ) -> WaitOutcome:
+        """Where a run stands after waiting up to `wait` seconds for it.
+
+        A run known to be finished costs one read of its result; a call that may not wait reads
+        the status once; otherwise the wait goes straight to the long-poll. Errors after the run
+        is known are returned in the outcome, never raised, so the caller still has the run.
+        Cancelling the caller stops the wait only; the run itself is never touched.
+
+        Args:
+            run_id: the run to wait for.
+            wait: seconds to wait at most.
+            run: the run's state when already known (after a create), for the progress estimate.
+
+        Raises:
+            APIError: reading an unknown run's status failed (e.g. there is no such run).
+        """
+        if run is None and wait <= 0:
+            run = await client.get_run(run_id)
+        if run is not None and run.status == "completed":
+            outcome = WaitOutcome(run=run)
             try:
-                outcome.result = await client.get_result(run_id, timeout=max(1, math.floor(wait)))
-            except TaskRunFailedError as failure:
-                outcome.failure = failure
-                outcome.run = failure.run
+                # Finished already: one read of the result, no event stream.
+                outcome.result = await client.get_result(run.run_id, timeout=1)
             except APIError as error:
                 outcome.error = error
-            if outcome.result is not None:
-                outcome.run = outcome.result.run
-            group.cancel_scope.cancel()
-    if outcome.result is None and outcome.failure is None and outcome.error is None:
-        try:
-            outcome.run = await client.get_run(run_id)
-        except APIError as error:
-            outcome.error = error
-    return outcome
+            return outcome
+        if run is not None and (not run.is_active or wait <= 0):
+            return WaitOutcome(run=run)
+        return await self._wait_active(client, run_id, run=run, wait=wait, sink=sink)
+
+    async def _wait_active(
+        self, client: AsyncTaskClient, run_id: str, *, run: TaskRun | None, wait: float, sink: ProgressSink | None
+    ) -> WaitOutcome:
+        outcome = WaitOutcome(run=run)
+        reporter = ProgressReporter(sink, self.processors, run)
+        with anyio.move_on_after(wait + 1.0):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_watch_events, client, run_id, outcome, reporter)
+                tasks.start_soon(_beat, self.interval, lambda: reporter.report(outcome.progress, force=True))
+                try:
+                    outcome.result = await client.get_result(run_id, timeout=max(1, math.floor(wait)))
+                except TaskRunFailedError as failure:
+                    outcome.failure = failure
+                    outcome.run = failure.run
+                except APIError as error:
+                    outcome.error = error
+                if outcome.result is not None:
+                    outcome.run = outcome.result.run
+                tasks.cancel_scope.cancel()
+        if outcome.result is None and outcome.failure is None and outcome.error is None:
+            # The event stream reports state only at its ends: one read says where a running run stands.
+            try:
+                outcome.run = await client.get_run(run_id)
+            except APIError as error:
+                outcome.error = error
+        return outcome
+
+    async def group(
+        self, client: AsyncTaskClient, group_id: str, *, wait: float, sink: ProgressSink | None = None
+    ) -> TaskGroup:
+        """A group's status after waiting up to `wait` seconds for its active runs to end.
+
+        Raises:
+            APIError: reading the group's status failed.
+        """
+        group = await client.get_group(group_id)
+        if not group.status.is_active or wait <= 0:
+            return group
+        total = max(1, group.status.num_task_runs)
+        ended = ended_runs(group.status)
+        progress = MonotonicProgress(sink)
+
+        async def report(*, force: bool = False) -> None:
+            await progress.send(ended, float(total), f"{ended} of {total} runs ended", force=force, step=0.001)
+
+        with anyio.move_on_after(wait):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_beat, self.interval, lambda: report(force=True))
+                try:
+                    async for event in client.group_events(group_id, timeout=wait):
+                        if isinstance(event, TaskGroupStatusEvent):
+                            ended = ended_runs(event.status)
+                            await report()
+                except APIError as exc:
+                    logger.debug("group stream for %s ended early: %s", group_id, type(exc).__name__)
+                tasks.cancel_scope.cancel()
+        return await client.get_group(group_id)
 
 
 async def _watch_events(client: AsyncTaskClient, run_id: str, outcome: WaitOutcome, reporter: ProgressReporter) -> None:
@@ -202,8 +265,8 @@ async def _watch_events(client: AsyncTaskClient, run_id: str, outcome: WaitOutco
         logger.debug("no event stream for %s: %s", run_id, type(exc).__name__)
 
 
-async def _heartbeat(outcome: WaitOutcome, reporter: ProgressReporter, interval: float) -> None:
-    await reporter.report(outcome.progress, force=True)
+async def _beat(interval: float, beat: Callable[[], Awaitable[None]]) -> None:
+    """The one heartbeat: a forced progress notification now and every `interval` seconds."""
     while True:
+        await beat()
         await anyio.sleep(interval)
-        await reporter.report(outcome.progress, force=True)

@@ -17,32 +17,36 @@ from parallel_mcp.errors import (
     RunMayExistError,
     UnprocessableEntityError,
 )
-from parallel_mcp.guidance import describe_error, elapsed_seconds, retry_after_hint, still_running_step
+from parallel_mcp.guidance import describe_error, retry_after_hint, still_running_step
+from parallel_mcp.models import seconds_since
+from parallel_mcp.processors import ProcessorTable
+
+REAL = ProcessorTable()
 
 
-def test_elapsed_seconds_reads_rfc3339_with_z_and_offsets() -> None:
+def test_seconds_since_reads_rfc3339_with_z_and_offsets() -> None:
     now = dt.datetime(2026, 1, 1, 12, 0, 30, tzinfo=dt.UTC)
-    assert elapsed_seconds("2026-01-01T12:00:00Z", now) == 30
-    assert elapsed_seconds("2026-01-01T13:00:00+01:00", now) == 30
-    assert elapsed_seconds(None, now) is None
-    assert elapsed_seconds("yesterday", now) is None
+    assert seconds_since("2026-01-01T12:00:00Z", now) == 30
+    assert seconds_since("2026-01-01T13:00:00+01:00", now) == 30
+    assert seconds_since(None, now) is None
+    assert seconds_since("yesterday", now) is None
 
 
 def test_retry_hint_waits_until_the_band_starts_then_polls_six_times_across_it() -> None:
-    assert retry_after_hint("pro", 0) == 120
-    assert retry_after_hint("pro", 60) == 60
-    assert retry_after_hint("pro", 200) == (600 - 120) // 6
-    assert retry_after_hint("ultra8x", 400) == 600  # capped
-    assert retry_after_hint("lite", 59) == 8
+    assert retry_after_hint(REAL, "pro", 0) == 120
+    assert retry_after_hint(REAL, "pro", 60) == 60
+    assert retry_after_hint(REAL, "pro", 200) == (600 - 120) // 6
+    assert retry_after_hint(REAL, "ultra8x", 400) == 600  # capped
+    assert retry_after_hint(REAL, "lite", 59) == 8
 
 
 def test_retry_hint_shrinks_with_the_emulator_speed_and_never_goes_below_one_second() -> None:
-    assert retry_after_hint("lite", 0, time_scale=20) == 1
-    assert retry_after_hint("pro", 0, time_scale=20) == 6
+    assert retry_after_hint(ProcessorTable(pace=20), "lite", 0) == 1
+    assert retry_after_hint(ProcessorTable(pace=20), "pro", 0) == 6
 
 
 def test_an_unknown_processor_gets_a_moderate_hint() -> None:
-    assert retry_after_hint("mystery", 0) == 30
+    assert retry_after_hint(REAL, "mystery", 0) == 30
 
 
 def test_the_still_running_step_suggests_a_long_safe_wait_and_names_the_run() -> None:

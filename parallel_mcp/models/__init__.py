@@ -1,6 +1,15 @@
 """Typed models of every Task API object, named as in the official `parallel-web` SDK."""
 
-from parallel_mcp.models.common import Citation, ErrorObject, ErrorResponse, FieldBasis, McpToolCall, Warning, WireModel
+from parallel_mcp.models.common import (
+    Citation,
+    ErrorObject,
+    ErrorResponse,
+    FieldBasis,
+    McpToolCall,
+    Warning,
+    WireModel,
+    seconds_since,
+)
 from parallel_mcp.models.events import (
     ErrorEvent,
     GroupEvent,
@@ -82,4 +91,5 @@ __all__ = [
     "Webhook",
     "WireModel",
     "parse_event",
+    "seconds_since",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -72,3 +73,17 @@ class McpToolCall(WireModel):
     """JSON-encoded arguments."""
     content: str | None = None
     error: str | None = None
+
+
+def seconds_since(timestamp: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds since an RFC 3339 timestamp of the API, or None when it is missing or unreadable."""
+    if not timestamp:
+        return None
+    try:
+        start = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=dt.UTC)
+    current = now or dt.datetime.now(dt.UTC)
+    return max(0.0, (current - start).total_seconds())

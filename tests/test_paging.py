@@ -1,4 +1,4 @@
-"""Paging a run's output under a budget, and the compact text rendering the model reads."""
+"""Paging a run's output under a budget: every field and citation lands on some page, each page fits."""
 
 from __future__ import annotations
 
@@ -10,119 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parallel_mcp.formatting import (
-    CHARS_PER_TOKEN,
-    EXCERPT_CHARS,
-    estimate_tokens,
-    page_output,
-    render_page,
-    render_view,
-)
-from parallel_mcp.models import Citation, FieldBasis, McpToolCall, TaskRunJsonOutput, TaskRunTextOutput
-from parallel_mcp.views import OutputPage, Progress, RunError, TaskRunView
-
-# ---------------------------------------------------------------------------------------------
-# Builders
-
-
-def url(k: int) -> str:
-    return f"https://source-{k}.example.com/articles/{k}"
-
-
-def citation(k: int, excerpts: int = 2) -> Citation:
-    return Citation(
-        url=url(k),
-        title=f"Source number {k}",
-        excerpts=[f"Excerpt {j} of source {k}: " + "evidence " * 20 for j in range(excerpts)],
-    )
-
-
-def big_json_output(n_fields: int = 124, n_citations: int = 610, *, schema: bool = True) -> TaskRunJsonOutput:
-    """An auto-mode-like output: mixed values, dot-path basis entries, citations spread round-robin.
-
-    Every 7th citation slot reuses an earlier URL, so de-duplication across fields is exercised.
-    """
-    content: dict[str, Any] = {}
-    basis: list[FieldBasis] = []
-    for i in range(n_fields):
-        name = f"field_{i:03d}"
-        kind = i % 4
-        if kind == 0:
-            content[name] = f"Value of {name}: " + "a fairly long sentence about the market. " * 3
-            basis.append(FieldBasis(field=name, reasoning=f"Found {name} in two sources.", confidence="high"))
-        elif kind == 1:
-            content[name] = i * 1000.5
-            basis.append(FieldBasis(field=name, reasoning=f"Reported figure for {name}.", confidence="medium"))
-        elif kind == 2:
-            content[name] = [{"name": f"Player {j}", "share": j / 10} for j in range(3)]
-            basis.extend(
-                FieldBasis(field=f"{name}.{j}", reasoning=f"Player {j} from filings.", confidence="low")
-                for j in range(3)
-            )
-        else:
-            content[name] = {"growth_cagr": "7.2%", "summary": "Steady growth in most regions."}
-            basis.append(FieldBasis(field=f"{name}.growth_cagr", reasoning="Analyst consensus.", confidence="high"))
-    for k in range(n_citations):
-        source = k - 3 if k % 7 == 6 else k  # a repeat of an earlier URL
-        basis[k % len(basis)].citations.append(citation(source))
-    output_schema = (
-        {
-            "type": "object",
-            "properties": {name: {"type": "string", "description": f"The {name} of the company."} for name in content},
-        }
-        if schema
-        else None
-    )
-    return TaskRunJsonOutput(content=content, basis=basis, output_schema=output_schema)
-
-
-def all_urls(output: TaskRunJsonOutput | TaskRunTextOutput) -> set[str]:
-    return {c.url for entry in output.basis for c in entry.citations}
-
-
-def walk(output: TaskRunJsonOutput | TaskRunTextOutput, budget: int, **kwargs: Any) -> list[OutputPage]:
-    """Every page of an output, following next_offset; fails if the chain does not terminate."""
-    pages: list[OutputPage] = []
-    offset: int | None = 0
-    while offset is not None:
-        page = page_output(output, offset=offset, budget_chars=budget, **kwargs)
-        pages.append(page)
-        assert page.page.next_offset is None or page.page.next_offset > offset, "paging must move on"
-        assert len(pages) < 10_000, "next_offset chain does not terminate"
-        offset = page.page.next_offset
-    return pages
-
-
-def text_output(paragraphs: list[str], citations: list[Citation]) -> TaskRunTextOutput:
-    return TaskRunTextOutput(
-        content="\n\n".join(paragraphs),
-        basis=[FieldBasis(field="output", reasoning="Sites visited.", confidence="high", citations=citations)],
-    )
-
-
-def report(n_paragraphs: int, linked: int) -> TaskRunTextOutput:
-    """A markdown report whose paragraphs link to the first `linked` sources; 3x as many are cited."""
-    paragraphs = ["## Findings"] + [
-        f"Paragraph {i} discusses the findings in some detail. " * 6 + f"See [source]({url(i % linked)})."
-        for i in range(n_paragraphs)
-    ]
-    return text_output(paragraphs, [citation(k) for k in range(3 * linked)])
-
-
-def view(**overrides: Any) -> TaskRunView:
-    base: dict[str, Any] = {
-        "run_id": "trun_abc123",
-        "status": "completed",
-        "is_active": False,
-        "processor": "ultra",
-        "elapsed_seconds": 125.0,
-        "next_step": "Read the output below.",
-    }
-    return TaskRunView.model_validate(base | overrides)
-
-
-# ---------------------------------------------------------------------------------------------
-# json paging
+from parallel_mcp.models import Citation, FieldBasis, McpToolCall, TaskRunJsonOutput
+from parallel_mcp.paging import CHARS_PER_TOKEN, estimate_tokens, page_output
+from parallel_mcp.paging.common import EXCERPT_CHARS
+from tests.sample_outputs import all_urls, big_json_output, citation, report, text_output, url, walk
 
 
 @pytest.mark.parametrize("budget", [4_000, 12_000, 40_000, 100_000])
@@ -361,90 +252,6 @@ def test_any_text_reassembles_exactly_from_its_pages(paragraphs: list[str], budg
 
 # ---------------------------------------------------------------------------------------------
 # rendering
-
-
-@pytest.mark.parametrize(
-    ("overrides", "expected"),
-    [
-        (
-            {"status": "queued", "is_active": True, "elapsed_seconds": 3.0, "next_step": "Wait 10s then poll."},
-            ["trun_abc123", "queued", "ultra", "3 s elapsed", "Next step: Wait 10s then poll."],
-        ),
-        (
-            {
-                "status": "running",
-                "is_active": True,
-                "progress": Progress(progress_meter=42.0, message="Searching filings", sources_read=12),
-                "retry_after_seconds": 30,
-                "next_step": "Call get_task_run again in 30 s.",
-            },
-            ["running", "42%", "Searching filings", "12 sources read", "Call get_task_run again in 30 s."],
-        ),
-        (
-            {"status": "failed", "error": RunError(message="Processor crashed", ref_id="ref_999")},
-            ["failed", "Processor crashed", "ref_id: ref_999"],
-        ),
-        (
-            {"emulated": True, "warnings": ["MCP server crm: auth failed"]},
-            ["[EMULATED]", "MCP server crm: auth failed", "125 s elapsed"],
-        ),
-    ],
-    ids=["queued", "running", "failed", "emulated-with-warnings"],
-)
-def test_render_view_shows_status_progress_next_step_errors_and_markers(
-    overrides: dict[str, Any], expected: list[str]
-) -> None:
-    text = render_view(view(**overrides))
-    for fragment in expected:
-        assert fragment in text
-    assert "EMULATED" in text if overrides.get("emulated") else "EMULATED" not in text
-
-
-def test_render_view_of_a_completed_json_page_lists_fields_sources_confidence_and_the_next_call() -> None:
-    output = big_json_output()
-    page = page_output(output, budget_chars=12_000)
-    text = render_view(view(output=page))
-
-    assert "- field_000: Value of field_000" in text
-    assert "[1] Source number 0 — " + url(0) in text
-    assert "confidence: field_000=high" in text
-    assert f"Page: fields 1-{len(page.content)} of 124." in text
-    assert f'More: call get_task_run(run_id="trun_abc123", offset={page.page.next_offset}).' in text
-
-
-def test_render_view_carries_the_fields_filter_into_the_next_call() -> None:
-    page = page_output(big_json_output(20, 20), budget_chars=600, fields=["field_001", "field_002"])
-    text = render_view(view(output=page))
-    assert 'fields=["field_001", "field_002"]' in text
-
-
-def test_render_view_of_a_text_page_shows_the_text_as_is() -> None:
-    output = report(5, linked=2)
-    page = page_output(output, budget_chars=100_000)
-    text = render_view(view(output=page))
-
-    assert output.content in text
-    assert "Page: characters 1-" in text and "More:" not in text
-
-
-@pytest.mark.parametrize("budget", [12_000, 40_000])
-def test_rendered_text_is_shorter_than_the_page_json_and_names_every_citation_url(budget: int) -> None:
-    for page in walk(big_json_output(), budget):
-        text = render_page(page)
-        assert len(text) < len(page.model_dump_json())
-        assert all(c.url in text for c in page.citations)
-
-
-def test_render_page_without_a_run_id_hints_at_the_offset() -> None:
-    page = page_output(big_json_output(), budget_chars=5_000)
-    assert f"More: pass offset={page.page.next_offset}." in render_page(page)
-
-
-def test_long_values_are_shortened_in_the_rendering_but_kept_in_the_page() -> None:
-    page = page_output(TaskRunJsonOutput(content={"essay": "word " * 2_000}), budget_chars=100_000)
-    text = render_page(page)
-    assert page.content == {"essay": "word " * 2_000}
-    assert len(text) < 3_000 and "…" in text
 
 
 @pytest.mark.parametrize(("text", "tokens"), [("", 0), ("abc", 1), ("abcd", 1), ("abcde", 2), ("x" * 400, 100)])
