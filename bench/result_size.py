@@ -83,8 +83,7 @@ def run(mode: Mode) -> Outcome:  # noqa: ARG001 - the same work in quick and ful
     table.add(f"largest tool result of the {len(pages)} pages (text + structured)", None, largest, largest / raw_tokens)
 
     pages_table = Table(
-        f"Result size: pages at the default budget ({budget:,} tokens; structured page budget "
-        f"{budget_chars:,} chars)",
+        f"Result size: pages at the default budget ({budget:,} tokens; structured page budget {budget_chars:,} chars)",
         ["pages", "tokens per tool result: min / median / max", "budget", "met"],
     )
     ordered = sorted(sizes)
