@@ -2,8 +2,8 @@
 
 Request handling mirrors the real service: `x-api-key` auth (401), processor check (403), body
 validation (422 naming the field; the group endpoints answer 422 in FastAPI's shape), credit (402)
-and rate limit (429 + `Retry-After`). Scripted faults act before all of that. Nothing a client sends
-can produce a 500: an unexpected bug is logged and answered as a 500 in the API's error shape.
+and rate limit (429 + `Retry-After`); beta-only fields need their `parallel-beta` value (422). The
+middleware (`middleware.py`) logs, injects faults and checks the key before all of that.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from parallel_mcp.emulator.admission import Rejected, parse_betas
 from parallel_mcp.emulator.errors import (
     api_error,
     group_validation_error,
@@ -31,8 +31,10 @@ from parallel_mcp.emulator.errors import (
     run_validation_error,
     validation_errors,
 )
+from parallel_mcp.emulator.middleware import ACCOUNT_SCOPE_KEY, EmulatorMiddleware
+from parallel_mcp.emulator.records import GroupStream
 from parallel_mcp.emulator.sse import SseEvent, cut_after, group_events, group_runs, run_events
-from parallel_mcp.emulator.state import EmulatorState, GroupRecord, Rejected, RunRecord
+from parallel_mcp.emulator.state import EmulatorState, GroupRecord, RunRecord
 from parallel_mcp.models import TaskGroupCreateRequest, TaskGroupRunRequest, TaskRunInput, TaskRunStatus
 
 logger = logging.getLogger(__name__)
@@ -41,10 +43,6 @@ DEFAULT_RESULT_TIMEOUT = 600
 RUN_STATUSES: tuple[str, ...] = get_args(TaskRunStatus)
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
-
-
-class DroppedConnection(Exception):
-    """Raised when a `drop` fault fires and no server can close the socket (e.g. an in-memory transport)."""
 
 
 def _item(loc: list[str | int], msg: str, type_: str) -> dict[str, Any]:
@@ -68,15 +66,21 @@ def _query_bool(request: Request, name: str, default: bool) -> bool:
     raise _QueryError(_item(["query", name], "Input should be a valid boolean", "bool_parsing"))
 
 
-def _query_cursor(request: Request) -> int:
+def _resume_position(request: Request, group: GroupRecord, stream: GroupStream) -> int:
+    """Where a group stream resumes: after the event whose `event_id` came back as `last_event_id`."""
     raw = request.query_params.get("last_event_id") or request.headers.get("last-event-id")
-    if raw is None or raw == "":
-        return 0
-    if not raw.isdigit():
+    position = group.resume_after(stream, raw)
+    if position is None:
+        cursor = "run_cursor" if stream == "runs" else "event_cursor"
         raise _QueryError(
-            _item(["query", "last_event_id"], "Input should be an event_id from this stream", "value_error")
+            _item(
+                ["query", "last_event_id"],
+                f"{str(raw)[:80]!r} is not an event_id of this stream: pass the event_id of the last event "
+                f"received, or the {cursor} of an add-runs answer",
+                "value_error",
+            )
         )
-    return int(raw)
+    return position
 
 
 def _query_float(request: Request, name: str) -> float | None:
@@ -100,10 +104,6 @@ def _state(request: Request) -> EmulatorState:
     return state
 
 
-ACCOUNT_SCOPE_KEY = "parallel_mcp.account"
-"""Where the middleware leaves the request's API key: runs and groups belong to the key that made them."""
-
-
 def _account(request: Request) -> str:
     return str(request.scope.get(ACCOUNT_SCOPE_KEY, ""))
 
@@ -116,6 +116,15 @@ def _run(request: Request, run_id: str) -> RunRecord | None:
 
 def _run_not_found(run_id: str) -> JSONResponse:
     return api_error(404, f"Run id not found: {run_id[:80]!r}")
+
+
+def _betas(request: Request) -> frozenset[str]:
+    return parse_betas(request.headers.getlist("parallel-beta"))
+
+
+def _run_rejection(rejected: Rejected) -> JSONResponse:
+    detail = {"errors": [_item(list(rejected.loc), rejected.message, "value_error")]} if rejected.loc else None
+    return api_error(rejected.status, rejected.message, detail=detail)
 
 
 async def create_run(request: Request) -> Response:
@@ -133,9 +142,9 @@ async def create_run(request: Request) -> Response:
     except ValidationError as exc:
         return run_validation_error(validation_errors(exc))
     try:
-        run = state.create_run(run_input, owner=_account(request))
+        run = state.create_run(run_input, owner=_account(request), betas=_betas(request))
     except Rejected as rejected:
-        return api_error(rejected.status, rejected.message)
+        return _run_rejection(rejected)
     return JSONResponse(run.run_json(), status_code=202)
 
 
@@ -154,18 +163,25 @@ async def get_run_input(request: Request) -> Response:
 
 
 async def _wait_unless_disconnected(request: Request, done: anyio.Event, timeout: float) -> None:
-    """Wait for `done` up to `timeout`, giving up early when the client goes away, as a real server does."""
-    with anyio.move_on_after(timeout):
-        async with anyio.create_task_group() as group:
+    """Wait for `done` up to `timeout` emulated seconds, giving up early when the client goes away, as a real
+    server does."""
+    clock = _state(request).clock
+    deadline = clock.now() + timeout
+    async with anyio.create_task_group() as group:
 
-            async def watch_disconnect() -> None:
-                while (await request.receive())["type"] != "http.disconnect":
-                    pass
-                group.cancel_scope.cancel()
-
-            group.start_soon(watch_disconnect)
-            await done.wait()
+        async def watch_disconnect() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
             group.cancel_scope.cancel()
+
+        async def time_out() -> None:
+            await clock.sleep_until(deadline)
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch_disconnect)
+        group.start_soon(time_out)
+        await done.wait()
+        group.cancel_scope.cancel()
 
 
 async def get_run_result(request: Request) -> Response:
@@ -206,11 +222,10 @@ def _sse(request: Request, events: AsyncIterator[SseEvent]) -> Response:
         scope = request.scope
         dropper = state.drop_connection
 
-        def on_cut() -> None:
-            if dropper is not None:
-                dropper(dict(scope))
+        def close_socket() -> bool:
+            return dropper is not None and dropper(dict(scope))
 
-        events = cut_after(events, cut.after_events, on_cut)
+        events = cut_after(events, cut.after_events, close_socket)
     return EventSourceResponse(events, ping=15)
 
 
@@ -292,7 +307,9 @@ async def add_group_runs(request: Request) -> Response:
     if isinstance(parsed, Response):
         return parsed
     try:
-        runs, status, run_cursor, event_cursor = state.add_group_runs(group, parsed, refresh_status=refresh)
+        runs, status, run_cursor, event_cursor = state.add_group_runs(
+            group, parsed, refresh_status=refresh, betas=_betas(request)
+        )
     except Rejected as rejected:
         if rejected.status == 422:
             return group_validation_error([_item(list(rejected.loc), rejected.message, "value_error")])
@@ -313,7 +330,7 @@ async def group_events_endpoint(request: Request) -> Response:
     if isinstance(group, Response):
         return group
     try:
-        after = _query_cursor(request)
+        after = _resume_position(request, group, "events")
         timeout = _query_float(request, "timeout")
     except _QueryError as exc:
         return group_validation_error([exc.item])
@@ -327,7 +344,7 @@ async def group_runs_endpoint(request: Request) -> Response:
         return group
     status: Any = request.query_params.get("status") or None
     try:
-        after = _query_cursor(request)
+        after = _resume_position(request, group, "runs")
         include_input = _query_bool(request, "include_input", False)
         include_output = _query_bool(request, "include_output", False)
         if status is not None and status not in RUN_STATUSES:
@@ -350,68 +367,6 @@ async def get_group_run(request: Request) -> Response:
     if run is None or run.group_id != group.group_id:
         return _run_not_found(run_id)
     return JSONResponse(run.run_json())
-
-
-# ----- middleware --------------------------------------------------------------------------------
-
-
-class EmulatorMiddleware:
-    """Logs every request, applies scripted faults, checks `x-api-key`, and turns bugs into clean 500s."""
-
-    def __init__(self, app: ASGIApp, state: EmulatorState) -> None:
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        method: str = scope["method"]
-        path: str = scope["path"]
-        status: list[int | None] = [None]
-
-        async def send_recording(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self._handle(scope, receive, send_recording, method, path, status)
-        finally:
-            self.state.log_request(method, path, status[0])
-
-    async def _handle(
-        self, scope: Scope, receive: Receive, send: Send, method: str, path: str, status: list[int | None]
-    ) -> None:
-        faults = self.state.faults
-        if faults.take_request("drop", method, path) is not None:
-            dropper = self.state.drop_connection
-            if dropper is not None and dropper(dict(scope)):
-                # Let the event loop run the transport's connection_lost before uvicorn looks at it.
-                await anyio.sleep(0)
-                return
-            raise DroppedConnection(f"{method} {path}: connection dropped by a fault")
-        latency = faults.take_request("latency", method, path)
-        if latency is not None:
-            await anyio.sleep(latency.delay)
-        injected = faults.take_request("status", method, path)
-        if injected is not None and injected.status is not None:
-            message = injected.message or f"{http.HTTPStatus(injected.status).phrase} (injected fault)"
-            await api_error(injected.status, message, retry_after=injected.retry_after)(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        key = headers.get(b"x-api-key", b"").decode("latin-1")
-        expected = self.state.config.api_key
-        if not key or (expected is not None and key != expected):
-            await api_error(401, "Unauthorized: invalid or missing credentials (x-api-key)")(scope, receive, send)
-            return
-        scope[ACCOUNT_SCOPE_KEY] = key
-        try:
-            await self.app(scope, receive, send)
-        except Exception:  # the "never a bare 500" guard at the top of the stack
-            logger.exception("%s %s crashed in the emulator", method, path)
-            if status[0] is None:
-                await api_error(500, "Internal server error in the emulator")(scope, receive, send)
 
 
 # ----- app ---------------------------------------------------------------------------------------

@@ -48,11 +48,17 @@ class EmulatorConfig(BaseModel):
     faults: list[Fault] = Field(default_factory=list[Fault])
     """Faults in force from the start."""
     sse_max_seconds: float = Field(default=570.0, gt=0)
-    """A run's event stream closes after this long, as the real one does after 570 s."""
+    """A run's event stream closes after this long (on the emulator's clock), as the real one does after 570 s."""
     group_sse_max_seconds: float = Field(default=3600.0, gt=0)
-    """A group's event stream closes after this long at most (the API's 1 hour)."""
+    """A group's event stream closes after this long at most (on the emulator's clock; the API's 1 hour)."""
     mcp_timeout: float = Field(default=10.0, gt=0)
     """Seconds allowed for listing and calling tools on the `mcp_servers` of a run."""
+    allow_private_mcp_servers: bool = False
+    """Call `mcp_servers` that resolve to loopback, private, link-local or metadata addresses.
+
+    Off by default: the real service calls MCP servers from Parallel's network, while the emulator
+    calls them from this machine, where such a URL reaches services that trust local callers.
+    """
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> EmulatorConfig:

@@ -1,8 +1,8 @@
 """Fault injection: make the emulator misbehave on purpose, the way the real service sometimes does.
 
-A `Fault` is matched either against a request (`status`, `latency`, `drop`, `sse_cut`) by method and
-a glob on the path, or against a new run (`fail_run`, `hang_run`) by a substring of its input and/or
-its processor. Faults fire `times` times (None = always) and count how often they fired.
+A `Fault` is matched either against a request (`status`, `latency`, `drop`, `drop_response`,
+`sse_cut`) by method and a glob on the path, or against a new run (`fail_run`, `hang_run`) by a
+substring of its input and/or its processor. Faults fire `times` times (None = always) and count how often they fired.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from parallel_mcp.models.requests import TaskRunInput
 
-FaultKind = Literal["status", "latency", "drop", "sse_cut", "fail_run", "hang_run"]
-REQUEST_KINDS: frozenset[str] = frozenset({"status", "latency", "drop", "sse_cut"})
+FaultKind = Literal["status", "latency", "drop", "drop_response", "sse_cut", "fail_run", "hang_run"]
+REQUEST_KINDS: frozenset[str] = frozenset({"status", "latency", "drop", "drop_response", "sse_cut"})
 RUN_KINDS: frozenset[str] = frozenset({"fail_run", "hang_run"})
 
 
@@ -29,6 +29,7 @@ class Fault(BaseModel):
         `Fault(kind="status", path="/v1/tasks/runs", status=429, retry_after=1)`
         `Fault(kind="latency", path="/v1/tasks/runs/*", delay=0.2)`
         `Fault(kind="drop", method="GET", path="/v1/tasks/runs/*/result", times=1)`
+        `Fault(kind="drop_response", method="POST", path="/v1/tasks/runs", times=1)`
         `Fault(kind="sse_cut", path="*/events", after_events=2)`
         `Fault(kind="fail_run", match_input="boom", message="upstream exploded")`
         `Fault(kind="hang_run", match_processor="ultra")`
@@ -40,7 +41,13 @@ class Fault(BaseModel):
     method: str = "*"
     """HTTP method (case-insensitive) or `*` for any; request faults only."""
     path: str = "*"
-    """A glob on the URL path, e.g. `/v1/tasks/runs/*/result`; request faults only."""
+    """A glob on the URL path, e.g. `/v1/tasks/runs/*/result`; request faults only.
+
+    `drop` closes the connection before the request is handled (nothing happens); `drop_response`
+    handles it fully (a create creates its run) and then closes the connection instead of answering,
+    as a proxy that loses the answer does. Use `drop_response` on requests that answer at once, not
+    on event streams.
+    """
     status: int | None = Field(default=None, ge=100, le=599)
     """The status code a `status` fault answers with."""
     retry_after: float | None = Field(default=None, ge=0)
@@ -50,7 +57,7 @@ class Fault(BaseModel):
     delay: float = Field(default=0.0, ge=0)
     """Seconds a `latency` fault holds the request before handling it."""
     after_events: int = Field(default=0, ge=0)
-    """How many events an `sse_cut` fault lets through before closing the stream."""
+    """How many events an `sse_cut` fault lets through before closing the connection abruptly."""
     match_input: str | None = None
     """A substring of the run's input (a JSON object input is matched on its JSON text)."""
     match_processor: str | None = None

@@ -8,7 +8,8 @@ first allowed tool of each server, in request order, while the call budget lasts
 tool's input schema.
 
 Header values (typically bearer tokens) are sent to their server only: they never appear in a warning, a recorded
-error or a log line.
+error or a log line. Servers on loopback, private or metadata addresses are not called unless allowed (`egress.py`):
+each becomes a warning that says why.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, EmbeddedResource, TextContent, TextResourceContents, Tool
 
+from parallel_mcp.emulator.egress import EgressRefused, PinnedTransport, pin_destination
 from parallel_mcp.models.common import McpToolCall, Warning
 from parallel_mcp.models.requests import McpServer
+from parallel_mcp.processors import FAST_SUFFIX
 from parallel_mcp.schema_rules import as_schema
 
-__all__ = ["call_mcp_servers"]
+__all__ = ["call_mcp_servers", "max_tool_calls"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,15 @@ _MIN_SECRET_PIECE = 8
 
 _Phase = Literal["list", "wait", "call", "done"]
 
+SINGLE_CALL_TIERS = frozenset({"lite", "base", "core"})
+"""Tiers that make at most one MCP tool call (the docs name lite and core; base sits between them)."""
+MULTI_CALL_LIMIT = 3
+
+
+def max_tool_calls(processor: str) -> int:
+    """How many MCP tool calls a run on `processor` makes at most, `-fast` variants like their tier."""
+    return 1 if processor.removesuffix(FAST_SUFFIX) in SINGLE_CALL_TIERS else MULTI_CALL_LIMIT
+
 
 async def call_mcp_servers(
     servers: Sequence[McpServer],
@@ -53,6 +65,7 @@ async def call_mcp_servers(
     query: str,
     max_calls: int,
     timeout: float = 10.0,
+    allow_private: bool = False,
 ) -> tuple[list[McpToolCall] | None, list[Warning]]:
     """Connect to each server, list its tools, and call up to `max_calls` of them in total (one per server).
 
@@ -64,6 +77,9 @@ async def call_mcp_servers(
     Listing on each server (connect included) is bounded by `timeout`, and so is each call, so the whole function
     returns within about twice `timeout`.
 
+    Unless `allow_private`, a server whose host resolves to a non-public address is not contacted at all; it gets a
+    warning naming it and the reason, and the connection to an allowed one goes to the address that was checked.
+
     Returns `(mcp_tool_calls, warnings)`: the calls in server order, or None when no call was made (as the API
     returns null), and one `warning` per server whose tools could not be listed. A tool that answers with an error,
     raises or times out is still a recorded call, with `error` set. This never raises for a server's failure.
@@ -72,7 +88,7 @@ async def call_mcp_servers(
     decided = anyio.Event()
     async with anyio.create_task_group() as tg:
         for visit in visits:
-            tg.start_soon(_visit_server, visit, decided, query, timeout)
+            tg.start_soon(_visit_server, visit, decided, query, timeout, allow_private)
         for visit in visits:
             await visit.listed.wait()
         budget = max_calls
@@ -100,7 +116,7 @@ class _Visit:
     warning: Warning | None = None
 
 
-async def _visit_server(visit: _Visit, decided: anyio.Event, query: str, timeout: float) -> None:
+async def _visit_server(visit: _Visit, decided: anyio.Event, query: str, timeout: float, allow_private: bool) -> None:
     """List one server's tools, wait for the budget decision, then maybe call one. Never raises (but for cancel)."""
     server = visit.server
     phase: _Phase = "list"
@@ -110,7 +126,8 @@ async def _visit_server(visit: _Visit, decided: anyio.Event, query: str, timeout
         # One cancel scope whose deadline moves with the phase: the connection is a stack of task groups that
         # must be entered and left inside the same scope, so per-phase `fail_after` blocks cannot wrap it.
         with anyio.CancelScope(deadline=anyio.current_time() + timeout) as scope:
-            async with _connect(server, timeout) as client:
+            pins = None if allow_private else await pin_destination(server.url)
+            async with _connect(server, timeout, pins) as client:
                 tools = await _list_tools(client, server.allowed_tools)
                 visit.tool = tools[0] if tools else None
                 phase = "wait"
@@ -131,6 +148,9 @@ async def _visit_server(visit: _Visit, decided: anyio.Event, query: str, timeout
                 phase = "done"
         if scope.cancelled_caught:
             _on_failure(visit, phase, tool_call_id, arguments, f"timed out after {timeout:g}s")
+    except EgressRefused as refused:
+        visit.warning = Warning(type="warning", message=f"MCP server {server.name} was not called: {refused}")
+        logger.warning("MCP server %r not called: %s", server.name, refused)
     except Exception as exc:  # any failure of a user-supplied server becomes a warning or an error record
         _on_failure(visit, phase, tool_call_id, arguments, _describe(exc, server))
     finally:
@@ -162,11 +182,15 @@ def _on_failure(visit: _Visit, phase: _Phase, tool_call_id: str, arguments: str,
 
 
 @asynccontextmanager
-async def _connect(server: McpServer, timeout: float) -> AsyncGenerator[Client]:
-    """An MCP client session over streamable HTTP that sends the server's own headers on every request."""
+async def _connect(server: McpServer, timeout: float, pins: dict[str, str] | None) -> AsyncGenerator[Client]:
+    """An MCP client session over streamable HTTP that sends the server's own headers on every request.
+
+    With `pins` (host -> checked address), every request goes through the `PinnedTransport`.
+    """
+    transport = PinnedTransport(pins) if pins is not None else None
     # The SDK's documented way to add headers is a preconfigured httpx2 client handed to the transport.
     async with (
-        httpx2.AsyncClient(headers=server.headers or {}, timeout=httpx2.Timeout(timeout)) as http,
+        httpx2.AsyncClient(headers=server.headers or {}, timeout=httpx2.Timeout(timeout), transport=transport) as http,
         Client(
             streamable_http_client(server.url, http_client=http),
             read_timeout_seconds=timeout,

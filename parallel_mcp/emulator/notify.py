@@ -23,10 +23,3 @@ class Notifier:
         """Wake everyone waiting on the current snapshot and start a new one."""
         event, self._event = self._event, anyio.Event()
         event.set()
-
-
-async def wait_until(event: anyio.Event, deadline: float) -> bool:
-    """Wait for `event` until the anyio clock reaches `deadline`; True if it was set."""
-    with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
-        await event.wait()
-    return event.is_set()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, cast
 
 from parallel_mcp.emulator.fake_web import FakeWeb
+from parallel_mcp.emulator.mcp_calls import max_tool_calls
 from parallel_mcp.models import (
     AutoSchema,
     Citation,
@@ -30,6 +31,7 @@ from parallel_mcp.models import (
 )
 from parallel_mcp.processors import FAST_SUFFIX, TIER_NAMES, is_premium
 from parallel_mcp.schema_rules import as_schema, schema_types
+from parallel_mcp.text import shorten
 
 __all__ = ["ProgressStep", "build_output", "progress_script"]
 
@@ -67,8 +69,6 @@ _AUTO_CITATIONS: Final[dict[str, tuple[int, int]]] = {
 _POOL_SIZE: Final[tuple[int, ...]] = (6, 8, 10, 12, 20, 30, 45, 60, 90)
 _SEARCHES: Final[tuple[int, ...]] = (2, 3, 4, 5, 6, 8, 10, 12, 15)
 _REPORT_SECTIONS: Final[tuple[int, ...]] = (1, 1, 2, 2, 3, 4, 5, 6, 8)
-# The docs say lite and core make at most one MCP tool call; base sits between them.
-_SINGLE_TOOL_CALL_TIERS: Final[int] = 3
 # Fill depth guard for recursive `$ref`s.
 _MAX_FILL_DEPTH: Final[int] = 12
 
@@ -138,20 +138,14 @@ def _flatten_input(value: str | dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _shorten(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[:limit].rsplit(" ", 1)[0] or text[:limit]
-    return cut + "..."
-
-
 def _subject(value: str | dict[str, Any]) -> str:
     """A short quotable description of the input."""
     if isinstance(value, str):
-        return _shorten(value, 70)
+        return shorten(value, 70, one_line=True)
     scalars = [str(v) for v in value.values() if isinstance(v, str | int | float) and not isinstance(v, bool)]
-    return _shorten(", ".join(scalars) if scalars else json.dumps(value, sort_keys=True), 70) or "the input"
+    return (
+        shorten(", ".join(scalars) if scalars else json.dumps(value, sort_keys=True), 70, one_line=True) or "the input"
+    )
 
 
 def _topic_words(value: str | dict[str, Any]) -> list[str]:
@@ -177,7 +171,7 @@ class _Run:
         self.premium = is_premium(run_input.processor)
         self.subject = _subject(run_input.input)
         # Field values quote a shorter form so json content stays compact.
-        self.short = _shorten(self.subject, 40).rstrip("?.!:;, ")
+        self.short = shorten(self.subject, 40, one_line=True).rstrip("?.!:;, ")
         self.words = _topic_words(run_input.input)
         self.topic = " ".join(self.words[:3])
         self.web = FakeWeb(
@@ -368,14 +362,15 @@ def _paths(value: object, prefix: str, depth: int) -> list[str]:
 # --- json outputs -----------------------------------------------------------------------------
 
 
-def _json_output(run: _Run, schema: dict[str, Any], mcp_tool_calls: list[McpToolCall] | None) -> TaskRunJsonOutput:
+def _json_output(
+    run: _Run, schema: dict[str, Any], mcp_tool_calls: list[McpToolCall] | None, *, per_element_basis: bool
+) -> TaskRunJsonOutput:
     rng = run.rng("json")
     content = _Filler(run, rng, schema, (1, 3)).object(schema, 1)
     basis: list[FieldBasis] = []
     for key, value in content.items():
         basis.append(_basis_entry(run, rng, key, rng.randint(1, 3)))
-        # Per-element entries, as the API returns with the field-basis-2025-11-25 beta.
-        if isinstance(value, list):
+        if per_element_basis and isinstance(value, list):
             for index in range(len(cast(list[object], value))):
                 basis.append(_basis_entry(run, rng, f"{key}.{index}", rng.randint(1, 2)))
     return TaskRunJsonOutput(content=content, basis=basis, mcp_tool_calls=mcp_tool_calls)
@@ -581,7 +576,7 @@ def _text_output(
             "",
         ]
         if description:
-            lines += [f"Requested format: {_shorten(description, 200)}", ""]
+            lines += [f"Requested format: {shorten(description, 200, one_line=True)}", ""]
         lines += [
             "## Summary",
             "",
@@ -615,13 +610,15 @@ def _text_output(
 
 
 def build_output(
-    run_input: TaskRunInput, *, mcp_tool_calls: list[McpToolCall] | None = None
+    run_input: TaskRunInput, *, mcp_tool_calls: list[McpToolCall] | None = None, per_element_basis: bool = True
 ) -> TaskRunJsonOutput | TaskRunTextOutput:
     """Build the completed output of an emulated run, deterministically from the request.
 
     Args:
         run_input: the create-run body.
         mcp_tool_calls: tool calls the emulator made; passed through into the output.
+        per_element_basis: json outputs get a basis entry per array element (`key.0`), as the
+            API gives them with the field-basis beta; without it, top-level entries only.
 
     Returns:
         A json output conforming to the requested schema (or an invented one in auto mode on
@@ -631,7 +628,7 @@ def build_output(
     spec = run_input.task_spec
     schema = spec.output_schema if spec is not None else AutoSchema()
     if isinstance(schema, JsonSchema):
-        return _json_output(run, schema.json_schema, mcp_tool_calls)
+        return _json_output(run, schema.json_schema, mcp_tool_calls, per_element_basis=per_element_basis)
     if isinstance(schema, TextSchema):
         return _text_output(run, schema.description, mcp_tool_calls, short=False)
     if isinstance(schema, str):
@@ -703,4 +700,4 @@ def _tool_call_messages(run: _Run) -> list[str]:
         f"Calling tool {(server.allowed_tools or ['search'])[0]} on MCP server {server.name} (emulated)"
         for server in servers
     ]
-    return messages[:1] if run.tier_index < _SINGLE_TOOL_CALL_TIERS else messages
+    return messages[: max_tool_calls(run.input.processor)]

@@ -13,6 +13,7 @@ import anyio
 import uvicorn
 
 from parallel_mcp.emulator.app import create_emulator_app
+from parallel_mcp.emulator.clock import EmulatorClock
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.state import EmulatorState
 from parallel_mcp.serving import AnnouncingServer, serve_asgi, uvicorn_config
@@ -52,17 +53,26 @@ def _dropper(server: uvicorn.Server) -> Callable[[dict[str, Any]], bool]:
 
 @asynccontextmanager
 async def serve_emulator(
-    config: EmulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None
+    config: EmulatorConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    sock: socket.socket | None = None,
+    clock: EmulatorClock | None = None,
 ) -> AsyncGenerator[RunningEmulator]:
     """Run the emulator in this event loop on `host:port` (0 picks a free port) for the block's duration.
 
+    `clock` is the emulated service's time (real by default); a `ManualClock` lets a test move it.
+
     Example::
 
-        async with serve_emulator(EmulatorConfig(frozen=True)) as emu:
+        async with serve_emulator(EmulatorConfig(), clock=ManualClock()) as emu:
             client = parallel.AsyncParallel(api_key="k", base_url=emu.base_url)
+            ...
+            emu.state.clock.advance(5)
     """
     config = config or EmulatorConfig()
-    state = EmulatorState(config)
+    state = EmulatorState(config, clock=clock)
 
     def attach(server: uvicorn.Server) -> None:
         state.drop_connection = _dropper(server)

@@ -1,6 +1,7 @@
 """Server-sent event streams of runs and groups, as async generators of sse-starlette event dicts.
 
-Streams wait on `Notifier` snapshots, never poll, and end on their deadline or at server shutdown.
+Streams wait on `Notifier` snapshots, never poll, and end on their deadline (on the emulator's
+clock) or at server shutdown.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from parallel_mcp.emulator.notify import wait_until
+from parallel_mcp.emulator.clock import wait_until
 from parallel_mcp.emulator.state import EmulatorState, GroupRecord, RunRecord
 from parallel_mcp.models import TaskRunStatus
 
@@ -27,17 +28,6 @@ def sse_event(payload: dict[str, Any]) -> SseEvent:
     return frame
 
 
-def run_state_event(run: RunRecord, *, with_output: bool) -> dict[str, Any]:
-    """A `task_run.state` payload; the output is attached only for a completed run when asked."""
-    return {
-        "type": "task_run.state",
-        "event_id": None,
-        "run": run.run_json(),
-        "input": None,
-        "output": run.output_json() if with_output and run.status == "completed" else None,
-    }
-
-
 async def run_events(state: EmulatorState, run: RunRecord) -> AsyncIterator[SseEvent]:
     """A run's stream: its state, every progress message so far, the current stats, then live events.
 
@@ -45,8 +35,8 @@ async def run_events(state: EmulatorState, run: RunRecord) -> AsyncIterator[SseE
     The stream ends with a `task_run.state` carrying the output once the run is over, or after
     `sse_max_seconds` (570 s by default) with nothing more.
     """
-    deadline = anyio.current_time() + state.config.sse_max_seconds
-    yield sse_event(run_state_event(run, with_output=False))
+    deadline = state.clock.now() + state.config.sse_max_seconds
+    yield sse_event(run.state_event())
     sent_messages = 0
     sent_stats = 0
     while True:
@@ -58,9 +48,9 @@ async def run_events(state: EmulatorState, run: RunRecord) -> AsyncIterator[SseE
             sent_stats = run.stats_version
             yield sse_event(run.stats)
         if not run.is_active:
-            yield sse_event(run_state_event(run, with_output=True))
+            yield sse_event(run.state_event(with_output=True))
             return
-        if state.closing.is_set() or not await wait_until(snapshot, deadline):
+        if state.closing.is_set() or not await wait_until(state.clock, snapshot, deadline):
             return
 
 
@@ -71,19 +61,23 @@ def _group_active(state: EmulatorState, group: GroupRecord) -> bool:
 async def group_events(
     state: EmulatorState, group: GroupRecord, *, after: int, timeout: float | None
 ) -> AsyncIterator[SseEvent]:
-    """A group's resumable stream: status changes and run terminations after cursor `after`.
+    """A group's resumable stream: status changes and run terminations after the first `after` events.
 
     Stays open while any run is active, up to `timeout` seconds (capped at the API's hour).
     """
     limit = state.config.group_sse_max_seconds if timeout is None else min(timeout, state.config.group_sse_max_seconds)
-    deadline = anyio.current_time() + limit
+    deadline = state.clock.now() + limit
     sent = after
     while True:
         snapshot = group.changed.snapshot()
         for event in group.events[sent:]:
             sent += 1
             yield sse_event(event)
-        if not _group_active(state, group) or state.closing.is_set() or not await wait_until(snapshot, deadline):
+        if (
+            not _group_active(state, group)
+            or state.closing.is_set()
+            or not await wait_until(state.clock, snapshot, deadline)
+        ):
             return
 
 
@@ -96,34 +90,32 @@ async def group_runs(
     include_input: bool,
     include_output: bool,
 ) -> AsyncIterator[SseEvent]:
-    """Every run of a group after cursor `after`, at once (this stream does not wait for runs to end)."""
-    for index, run_id in enumerate(group.run_ids[after:], start=after + 1):
+    """Every run of a group after the first `after`, at once (this stream does not wait for runs to end)."""
+    for run_id, cursor in zip(group.run_ids[after:], group.run_cursors[after:], strict=True):
         run = state.runs[run_id]
-        if status is not None and run.status != status:
-            continue
-        payload: dict[str, Any] = {
-            "type": "task_run.state",
-            "event_id": str(index),
-            "run": run.run_json(),
-            "input": run.input_json() if include_input else None,
-            "output": run.output_json() if include_output and run.status == "completed" else None,
-        }
-        yield sse_event(payload)
+        if status is None or run.status == status:
+            yield sse_event(run.state_event(event_id=cursor, with_input=include_input, with_output=include_output))
 
 
-async def cut_after(
-    events: AsyncIterator[SseEvent], count: int, on_cut: Callable[[], object] | None = None
-) -> AsyncIterator[SseEvent]:
-    """Pass `count` events through, then cut the stream (closing the socket via `on_cut` if given)."""
-    sent = 0
+async def cut_after(events: AsyncIterator[SseEvent], count: int, cut: Callable[[], bool]) -> AsyncIterator[SseEvent]:
+    """Pass `count` events through, then `cut()` the connection at once, abruptly (no closing chunk).
+
+    A stream that ends by itself before `count` events ends normally; so does one whose `cut` could
+    not close the socket (it returned False).
+    """
     try:
-        async for event in events:
-            if sent >= count:
-                if on_cut is not None:
-                    on_cut()
+        if count > 0:
+            sent = 0
+            async for event in events:
+                yield event
+                sent += 1
+                if sent >= count:
+                    break
+            else:
                 return
-            sent += 1
-            yield event
+        if cut():
+            # Let the transport report the lost connection before the response machinery looks at it.
+            await anyio.sleep(0)
     finally:
         aclose = getattr(events, "aclose", None)
         if aclose is not None:

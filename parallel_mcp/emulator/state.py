@@ -2,52 +2,51 @@
 
 A run goes queued -> running -> completed | failed over a duration drawn deterministically (from the
 request) out of its processor's latency band, divided by `EmulatorConfig.speed`. A background driver
-per run moves it along; in `frozen` mode nothing moves until a test calls `advance`, `finish` or `fail`.
-Every change is broadcast through `Notifier`s, so long-polls and streams wake at once.
+per run moves it along on the emulator's clock (`clock.py`); in `frozen` mode nothing moves until a
+test calls `advance`, `finish` or `fail`. Every change is broadcast through `Notifier`s, so
+long-polls and streams wake at once.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import json
 import logging
-import time
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import anyio.abc
 import httpx2
 
+from parallel_mcp.emulator.admission import (
+    Rejected,
+    check_betas,
+    check_processor,
+    creation_warnings,
+    run_duration,
+)
+from parallel_mcp.emulator.clock import EmulatorClock, RealClock
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.errors import error_object
-from parallel_mcp.emulator.faults import Fault, FaultSet
-from parallel_mcp.emulator.mcp_calls import call_mcp_servers
-from parallel_mcp.emulator.notify import Notifier
+from parallel_mcp.emulator.faults import FaultSet
+from parallel_mcp.emulator.mcp_calls import call_mcp_servers, max_tool_calls
 from parallel_mcp.emulator.outputs import ProgressStep, build_output, progress_script
+from parallel_mcp.emulator.records import GroupRecord, RequestRecord, RunRecord, utc_now
 from parallel_mcp.emulator.webhooks import deliver_webhook
 from parallel_mcp.models import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
-    ErrorObject,
-    JsonSchema,
-    McpToolCall,
     TaskGroupRunRequest,
     TaskGroupStatus,
-    TaskRun,
     TaskRunInput,
-    TaskRunJsonOutput,
     TaskRunStatus,
-    TaskRunTextOutput,
-    Warning,
 )
-from parallel_mcp.processors import FAST_SUFFIX, get_processor, is_premium
-from parallel_mcp.schema_rules import check_output_schema
+from parallel_mcp.models.betas import BETA_FIELD_BASIS, required_betas
+
+__all__ = ["EmulatorState", "GroupRecord", "Rejected", "RequestRecord", "RunRecord", "utc_now"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,188 +54,22 @@ QUEUED_FRACTION = 0.05
 """Share of a run's duration spent queued before it starts running."""
 HANG_AT = 0.95
 """A run with a `hang_run` fault stalls here, forever running."""
-SINGLE_CALL_TIERS = frozenset({"lite", "base", "core"})
-"""Tiers that make at most one MCP tool call (the docs name lite and core; base sits between them)."""
-MULTI_CALL_LIMIT = 3
 RATE_WINDOW_SECONDS = 60.0
 MESSAGE_KINDS_WITHOUT_EVENTS = frozenset({"exec_status"})
 """Message kinds still sent for runs without `enable_events` (they get fewer events, not none)."""
-
-Output = TaskRunJsonOutput | TaskRunTextOutput
-
-
-def utc_now() -> str:
-    """The current time as an RFC 3339 string in UTC."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-class Rejected(Exception):
-    """A create that the API refuses: carries the status code and a message naming the problem."""
-
-    def __init__(self, status: int, message: str, *, loc: tuple[str | int, ...] = ()) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.loc = loc
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    """One handled request; `status` is None when the connection was dropped on purpose."""
-
-    method: str
-    path: str
-    status: int | None
-
-
-@dataclass(eq=False)
-class RunRecord:
-    """One run and everything the emulator knows about it."""
-
-    run_id: str
-    interaction_id: str
-    input: TaskRunInput
-    duration: float
-    script: list[ProgressStep]
-    price: float
-    group_id: str | None = None
-    owner: str = ""
-    """The API key that created the run; other keys get 404."""
-    fault: Fault | None = None
-    status: TaskRunStatus = "queued"
-    created_at: str = field(default_factory=utc_now)
-    modified_at: str = field(default_factory=utc_now)
-    warnings: list[Warning] = field(default_factory=list[Warning])
-    error: ErrorObject | None = None
-    output: Output | None = None
-    progress: float = 0.0
-    step_index: int = 0
-    messages: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
-    """Progress-message events emitted so far, replayed on every stream (re)connect."""
-    stats: dict[str, Any] | None = None
-    """The latest progress-stats event; streams send only the current one."""
-    stats_version: int = 0
-    mcp_calls: list[McpToolCall] | None = None
-    pollers: int = 0
-    """`/result` long-polls waiting on this run right now (lets tests know a poll is parked)."""
-    mcp_done: anyio.Event = field(default_factory=anyio.Event)
-    done: anyio.Event = field(default_factory=anyio.Event)
-    changed: Notifier = field(default_factory=Notifier)
-
-    @property
-    def is_active(self) -> bool:
-        """True while queued or running (the API's definition of active)."""
-        return self.status in ACTIVE_STATUSES
-
-    @property
-    def events_enabled(self) -> bool:
-        """`enable_events`, which defaults to on for pro and above."""
-        if self.input.enable_events is not None:
-            return self.input.enable_events
-        return is_premium(self.input.processor)
-
-    def to_task_run(self) -> TaskRun:
-        """The run as the API shows it (no output)."""
-        return TaskRun(
-            run_id=self.run_id,
-            interaction_id=self.interaction_id,
-            status=self.status,
-            is_active=self.is_active,
-            processor=self.input.processor,
-            metadata=self.input.metadata,
-            taskgroup_id=self.group_id,
-            warnings=list(self.warnings) or None,
-            error=self.error,
-            created_at=self.created_at,
-            modified_at=self.modified_at,
-        )
-
-    def run_json(self) -> dict[str, Any]:
-        """`to_task_run()` as wire JSON."""
-        return self.to_task_run().model_dump(mode="json", by_alias=True)
-
-    def input_json(self) -> dict[str, Any]:
-        """The create body as the API echoes it: `mcp_servers[].headers` are write-only, so null."""
-        data = self.input.model_dump(mode="json", by_alias=True)
-        if self.input.mcp_servers:
-            data["mcp_servers"] = [
-                {**server.model_dump(mode="json", by_alias=True), "headers": None} for server in self.input.mcp_servers
-            ]
-        return data
-
-    def output_json(self) -> dict[str, Any] | None:
-        """The output as wire JSON, once completed."""
-        return None if self.output is None else self.output.model_dump(mode="json", by_alias=True)
-
-
-@dataclass(eq=False)
-class GroupRecord:
-    """A task group: its runs in order and its resumable event log."""
-
-    group_id: str
-    metadata: dict[str, str | int | float | bool] | None
-    owner: str = ""
-    created_at: str = field(default_factory=utc_now)
-    modified_at: str = field(default_factory=utc_now)
-    run_ids: list[str] = field(default_factory=list[str])
-    events: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
-    """`task_group_status` and `task_run.state` events; `event_id` is the 1-based position."""
-    cached_status: TaskGroupStatus | None = None
-    changed: Notifier = field(default_factory=Notifier)
-
-
-def _duration(run_input: TaskRunInput, config: EmulatorConfig) -> float:
-    """Seconds this run takes: a deterministic point of the processor's band, over `speed`."""
-    processor = get_processor(run_input.processor)
-    if config.instant or processor is None:
-        return 0.0
-    digest = hashlib.sha256(run_input.model_dump_json().encode()).digest()
-    fraction = int.from_bytes(digest[:8], "big") / 2**64
-    seconds = processor.min_seconds + fraction * (processor.max_seconds - processor.min_seconds)
-    return seconds / config.speed
-
-
-def _max_mcp_calls(processor: str) -> int:
-    return 1 if processor.removesuffix(FAST_SUFFIX) in SINGLE_CALL_TIERS else MULTI_CALL_LIMIT
-
-
-def _creation_warnings(run_input: TaskRunInput) -> list[Warning]:
-    warnings: list[Warning] = []
-    spec = run_input.task_spec
-    if spec is None:
-        return warnings
-    if isinstance(spec.output_schema, JsonSchema):
-        for message in check_output_schema(spec.output_schema.json_schema).warnings:
-            warnings.append(Warning(type="spec_validation_warning", message=message))
-    if isinstance(spec.input_schema, JsonSchema):
-        schema = spec.input_schema.json_schema
-        if isinstance(run_input.input, str):
-            warnings.append(
-                Warning(type="input_validation_warning", message="input is text but input_schema is a JSON schema")
-            )
-        else:
-            required = schema.get("required")
-            names = [str(n) for n in cast(list[object], required)] if isinstance(required, list) else []
-            missing = [n for n in names if n not in run_input.input]
-            if missing:
-                warnings.append(
-                    Warning(
-                        type="input_validation_warning",
-                        message=f"input lacks the required field(s) {', '.join(missing)} of input_schema",
-                    )
-                )
-    return warnings
 
 
 class EmulatorState:
     """All runs, groups and counters of one emulator, plus the knobs tests turn.
 
-    Test-facing API: `run_count`, `request_log`, `faults`, `runs`, `groups`, `credit_remaining`,
+    Test-facing API: `run_count`, `request_log`, `faults`, `runs`, `groups`, `credit_remaining`, `clock`,
     `advance(run_id, to)`, `finish(run_id)`, `fail(run_id, message)`, `wait_for(run_id)`.
     """
 
-    def __init__(self, config: EmulatorConfig | None = None) -> None:
+    def __init__(self, config: EmulatorConfig | None = None, *, clock: EmulatorClock | None = None) -> None:
         self.config = config or EmulatorConfig()
+        self.clock: EmulatorClock = clock or RealClock()
+        """The emulated service's time; pass a `ManualClock` to move it by hand."""
         self.faults = FaultSet(self.config.faults)
         self.runs: dict[str, RunRecord] = {}
         self.groups: dict[str, GroupRecord] = {}
@@ -293,7 +126,7 @@ class EmulatorState:
         limit = self.config.rate_limit_per_minute
         if limit is None:
             return None
-        now = time.monotonic()
+        now = self.clock.now()
         while self._creates and now - self._creates[0] >= RATE_WINDOW_SECONDS:
             self._creates.popleft()
         if len(self._creates) >= limit:
@@ -307,15 +140,9 @@ class EmulatorState:
         """The run with this id, if any."""
         return self.runs.get(run_id)
 
-    def _check_input(self, run_input: TaskRunInput, loc: tuple[str | int, ...] = ()) -> float:
-        processor = get_processor(run_input.processor)
-        if processor is None:
-            raise Rejected(
-                403,
-                f"Forbidden: invalid processor in request: {run_input.processor[:60]!r} is not a processor "
-                "(use lite, base, core, core2x, pro, ultra, ultra2x, ultra4x, ultra8x or a -fast variant)",
-                loc=(*loc, "processor"),
-            )
+    def _check_input(self, run_input: TaskRunInput, betas: frozenset[str], loc: tuple[str | int, ...] = ()) -> float:
+        price = check_processor(run_input, loc)
+        check_betas(run_input, betas, loc)
         previous = run_input.previous_interaction_id
         if previous is not None and previous not in self._interactions:
             # POST /v1/tasks/runs documents no 404, so an unknown reference is a validation error.
@@ -324,7 +151,7 @@ class EmulatorState:
                 f"previous_interaction_id: no interaction {previous[:60]!r}; pass the interaction_id of an earlier run",
                 loc=(*loc, "previous_interaction_id"),
             )
-        return processor.usd_per_run
+        return price
 
     def _reserve(self, amount: float) -> None:
         if self.credit_remaining is None:
@@ -337,24 +164,31 @@ class EmulatorState:
             )
         self.credit_remaining -= amount
 
-    def create_run(self, run_input: TaskRunInput, *, owner: str = "") -> RunRecord:
-        """Create and start one run, or raise `Rejected` (403 processor, 422 interaction, 402 credit)."""
-        price = self._check_input(run_input)
-        self._reserve(price)
-        return self._new_run(run_input, price, group_id=None, owner=owner)
+    def create_run(self, run_input: TaskRunInput, *, owner: str = "", betas: frozenset[str] | None = None) -> RunRecord:
+        """Create and start one run, or raise `Rejected` (403 processor, 422 beta or interaction, 402 credit).
 
-    def _new_run(self, run_input: TaskRunInput, price: float, group_id: str | None, owner: str = "") -> RunRecord:
+        `betas` are the request's `parallel-beta` values; None stands for every beta a body needs.
+        """
+        betas = _betas_or_all(run_input, betas)
+        price = self._check_input(run_input, betas)
+        self._reserve(price)
+        return self._new_run(run_input, price, group_id=None, owner=owner, betas=betas)
+
+    def _new_run(
+        self, run_input: TaskRunInput, price: float, group_id: str | None, owner: str, betas: frozenset[str]
+    ) -> RunRecord:
         run = RunRecord(
             run_id=f"trun_{uuid.uuid4().hex}",
             interaction_id=f"tint_{uuid.uuid4().hex}",
             input=run_input,
-            duration=_duration(run_input, self.config),
+            duration=run_duration(run_input, self.config),
             script=sorted(progress_script(run_input), key=lambda step: step.at),
             price=price,
             group_id=group_id,
             owner=owner,
+            betas=betas,
             fault=self.faults.take_run(run_input),
-            warnings=_creation_warnings(run_input),
+            warnings=creation_warnings(run_input),
         )
         self.runs[run.run_id] = run
         self._interactions[run.interaction_id] = run.run_id
@@ -372,7 +206,11 @@ class EmulatorState:
         query = run.input.input if isinstance(run.input.input, str) else json.dumps(run.input.input)
         try:
             calls, warnings = await call_mcp_servers(
-                servers, query=query, max_calls=_max_mcp_calls(run.input.processor), timeout=self.config.mcp_timeout
+                servers,
+                query=query,
+                max_calls=max_tool_calls(run.input.processor),
+                timeout=self.config.mcp_timeout,
+                allow_private=self.config.allow_private_mcp_servers,
             )
         finally:
             run.mcp_done.set()
@@ -382,16 +220,22 @@ class EmulatorState:
             self._touch(run)
 
     async def _drive(self, run: RunRecord) -> None:
-        start = anyio.current_time()
+        clock = self.clock
+        start = clock.now()
+        marks = sorted({QUEUED_FRACTION, *(min(step.at, 1.0) for step in run.script), 1.0})
         try:
-            await anyio.sleep_until(start + run.duration * QUEUED_FRACTION)
-            self._advance_to(run, QUEUED_FRACTION)
-            for step in run.script:
+            for mark in marks:
+                if mark <= run.progress:
+                    continue
+                await clock.sleep_until(start + run.duration * mark)
                 if not run.is_active:
                     return
-                await anyio.sleep_until(start + run.duration * min(step.at, 1.0))
-                self._advance_to(run, step.at)
-            await anyio.sleep_until(start + run.duration)
+                # A clock that jumped (a manual one, or a stalled loop) may have passed several marks at once.
+                elapsed = (clock.now() - start) / run.duration if run.duration > 0 else 1.0
+                reached = max(mark, min(elapsed, 1.0))
+                if reached >= 1.0:
+                    break
+                self._advance_to(run, reached)
             # A run cannot end before its MCP tool calls have come back.
             await run.mcp_done.wait()
             self._end_naturally(run)
@@ -438,6 +282,7 @@ class EmulatorState:
     def _end_naturally(self, run: RunRecord) -> None:
         """What happens when a run's time is up: complete, or what its fault says."""
         if run.fault is not None and run.fault.kind == "hang_run":
+            self._advance_to(run, HANG_AT)
             return
         if run.fault is not None and run.fault.kind == "fail_run":
             self.fail(run.run_id, run.fault.message or "The task run failed")
@@ -471,7 +316,9 @@ class EmulatorState:
         while run.step_index < len(run.script):
             self._emit(run, run.script[run.step_index])
             run.step_index += 1
-        run.output = build_output(run.input, mcp_tool_calls=run.mcp_calls)
+        run.output = build_output(
+            run.input, mcp_tool_calls=run.mcp_calls, per_element_basis=BETA_FIELD_BASIS in run.betas
+        )
         self._end(run, "completed")
 
     def fail(self, run_id: str, message: str = "The task run failed") -> None:
@@ -492,8 +339,9 @@ class EmulatorState:
         logger.info("%s %s", run.run_id, status)
         if run.group_id is not None:
             group = self.groups[run.group_id]
-            self._group_event(group, {"type": "task_run.state", "run": run.run_json(), "input": None, "output": None})
-            self._group_event(group, {"type": "task_group_status", "status": self._status_json(group)})
+            group.add_event(run.state_event())
+            group.add_event(self._status_event(group))
+        # `task_run.status` is the only event type, so an empty `event_types` (the spec's default) gets it too.
         webhook = run.input.webhook
         if webhook is not None and self.config.webhook_secret is not None and self._http is not None:
             payload = {"timestamp": utc_now(), "type": "task_run.status", "data": run.run_json()}
@@ -505,7 +353,7 @@ class EmulatorState:
         self.webhook_results.append((run_id, delivered))
 
     async def wait_for(self, run_id: str, timeout: float | None = None) -> bool:
-        """Wait until the run has ended (or `timeout` seconds); True if it has."""
+        """Wait until the run has ended, or `timeout` real seconds; True if it has."""
         run = self._require(run_id)
         with anyio.move_on_after(timeout):
             await run.done.wait()
@@ -541,36 +389,43 @@ class EmulatorState:
         group.cached_status = status
         return status
 
-    def _status_json(self, group: GroupRecord) -> dict[str, Any]:
-        return self.group_status(group).model_dump(mode="json", by_alias=True)
-
-    def _group_event(self, group: GroupRecord, event: dict[str, Any]) -> None:
-        event["event_id"] = str(len(group.events) + 1)
-        group.events.append(event)
-        group.modified_at = utc_now()
-        group.changed.notify()
+    def _status_event(self, group: GroupRecord) -> dict[str, Any]:
+        status = self.group_status(group).model_dump(mode="json", by_alias=True)
+        return {"type": "task_group_status", "status": status}
 
     def add_group_runs(
-        self, group: GroupRecord, request: TaskGroupRunRequest, *, refresh_status: bool = True
+        self,
+        group: GroupRecord,
+        request: TaskGroupRunRequest,
+        *,
+        refresh_status: bool = True,
+        betas: frozenset[str] | None = None,
     ) -> tuple[list[RunRecord], TaskGroupStatus, str | None, str | None]:
         """Add runs to a group, all or none; returns (runs, status, run_cursor, event_cursor).
 
-        Credit for every run is reserved up front, as the API does, so a batch can get 402.
+        Credit for every run is reserved up front, as the API does, so a batch can get 402. `betas`
+        are the request's `parallel-beta` values (None: every beta the inputs need).
         """
-        inputs: list[TaskRunInput] = []
-        total = 0.0
+        admitted: list[tuple[TaskRunInput, float, frozenset[str]]] = []
         for index, item in enumerate(request.inputs):
             if item.task_spec is None and request.default_task_spec is not None:
                 item = item.model_copy(update={"task_spec": request.default_task_spec})
-            total += self._check_input(item, loc=("body", "inputs", index))
-            inputs.append(item)
-        self._reserve(total)
-        run_cursor = str(len(group.run_ids)) if group.run_ids else None
-        event_cursor = group.events[-1]["event_id"] if group.events else None
-        runs = [self._new_run(item, self._check_input(item), group.group_id, group.owner) for item in inputs]
-        group.run_ids.extend(run.run_id for run in runs)
+            item_betas = _betas_or_all(item, betas)
+            admitted.append((item, self._check_input(item, item_betas, loc=("body", "inputs", index)), item_betas))
+        self._reserve(sum(price for _, price, _ in admitted))
+        run_cursor = group.last_cursor("runs")
+        event_cursor = group.last_cursor("events")
+        runs = [
+            self._new_run(item, price, group.group_id, group.owner, item_betas) for item, price, item_betas in admitted
+        ]
+        group.add_runs([run.run_id for run in runs])
         previous = group.cached_status
-        self._group_event(group, {"type": "task_group_status", "status": self._status_json(group)})
+        group.add_event(self._status_event(group))
         status = group.cached_status if refresh_status or previous is None else previous
         assert status is not None
         return runs, status, run_cursor, event_cursor
+
+
+def _betas_or_all(run_input: TaskRunInput, betas: frozenset[str] | None) -> frozenset[str]:
+    # Direct callers (tests driving the state) mean "as a well-behaved client would send".
+    return betas if betas is not None else frozenset(required_betas(run_input))

@@ -11,6 +11,8 @@ import httpx2
 
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.runner import RunningEmulator, serve_emulator
+from parallel_mcp.models import TaskRunInput
+from parallel_mcp.models.betas import betas_for
 
 API_KEY = "test-key"
 HEADERS = {"x-api-key": API_KEY}
@@ -55,9 +57,15 @@ async def read_sse(response: httpx2.Response) -> list[tuple[str, dict[str, Any]]
     return [event async for event in iter_sse(response)]
 
 
+def beta_headers(payload: dict[str, Any]) -> dict[str, str]:
+    """The `parallel-beta` header a well-behaved client sends with this run body (none when it needs none)."""
+    betas = betas_for(TaskRunInput.model_validate(payload))
+    return {"parallel-beta": ",".join(betas)} if betas else {}
+
+
 async def create(client: httpx2.AsyncClient, **fields: Any) -> dict[str, Any]:
-    """Create a run (default: a lite question) and return the TaskRun."""
+    """Create a run (default: a lite question) with the betas it needs, and return the TaskRun."""
     payload: dict[str, Any] = {"input": "What is the capital of France?", "processor": "lite", **fields}
-    response = await client.post("/v1/tasks/runs", json=payload)
+    response = await client.post("/v1/tasks/runs", json=payload, headers=beta_headers(payload))
     assert response.status_code == 202, response.text
     return body(response)

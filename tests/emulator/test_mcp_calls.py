@@ -1,4 +1,7 @@
-"""MCP tool calls made for a run, against a real MCP server served over streamable HTTP on the loopback interface."""
+"""MCP tool calls made for a run, against a real MCP server served over streamable HTTP on the loopback interface.
+
+The servers here listen on loopback, which the emulator refuses by default (`test_egress.py`), so these calls allow it.
+"""
 
 from __future__ import annotations
 
@@ -117,7 +120,10 @@ async def test_a_tool_call_is_recorded_with_server_tool_arguments_and_content(
     with anyio.fail_after(10):
         async with hello_url() as url:
             calls, warnings = await call_mcp_servers(
-                [McpServer(name="hello", url=url, headers=AUTH)], query="tallest building", max_calls=1
+                [McpServer(name="hello", url=url, headers=AUTH)],
+                query="tallest building",
+                max_calls=1,
+                allow_private=True,
             )
     call = only_call(calls)
     assert warnings == []
@@ -134,7 +140,10 @@ async def test_allowed_tools_restricts_the_tool_called_and_arguments_follow_its_
     with anyio.fail_after(10):
         async with hello_url() as url:
             calls, warnings = await call_mcp_servers(
-                [McpServer(name="hello", url=url, headers=AUTH, allowed_tools=["shout"])], query="hi", max_calls=1
+                [McpServer(name="hello", url=url, headers=AUTH, allowed_tools=["shout"])],
+                query="hi",
+                max_calls=1,
+                allow_private=True,
             )
     call = only_call(calls)
     assert warnings == []
@@ -148,7 +157,10 @@ async def test_arguments_follow_nested_models_enums_and_nullable_types() -> None
     with anyio.fail_after(10):
         async with hello_url() as url:
             calls, _ = await call_mcp_servers(
-                [McpServer(name="hello", url=url, headers=AUTH, allowed_tools=["search"])], query="q", max_calls=1
+                [McpServer(name="hello", url=url, headers=AUTH, allowed_tools=["search"])],
+                query="q",
+                max_calls=1,
+                allow_private=True,
             )
     call = only_call(calls)
     # The model's schema sits behind a $ref; a Literal is an enum (first value); `str | None` gets the string.
@@ -160,7 +172,10 @@ async def test_allowed_tools_naming_no_listed_tool_makes_no_call() -> None:
     with anyio.fail_after(10):
         async with hello_url() as url:
             calls, warnings = await call_mcp_servers(
-                [McpServer(name="hello", url=url, headers=AUTH, allowed_tools=["missing"])], query="hi", max_calls=1
+                [McpServer(name="hello", url=url, headers=AUTH, allowed_tools=["missing"])],
+                query="hi",
+                max_calls=1,
+                allow_private=True,
             )
     assert calls is None
     assert warnings == []
@@ -170,7 +185,10 @@ async def test_a_failing_tool_is_recorded_with_an_error_and_no_content() -> None
     with anyio.fail_after(10):
         async with hello_url() as url:
             calls, warnings = await call_mcp_servers(
-                [McpServer(name="hello", url=url, headers=AUTH, allowed_tools=["explode"])], query="q", max_calls=1
+                [McpServer(name="hello", url=url, headers=AUTH, allowed_tools=["explode"])],
+                query="q",
+                max_calls=1,
+                allow_private=True,
             )
     call = only_call(calls)
     assert warnings == []
@@ -184,8 +202,8 @@ async def test_max_calls_bounds_the_calls_across_servers_in_request_order() -> N
     with anyio.fail_after(10):
         async with hello_url() as url:
             servers = [McpServer(name=f"hello{i}", url=url, headers=AUTH) for i in range(3)]
-            calls, warnings = await call_mcp_servers(servers, query="q", max_calls=2)
-            none_calls, none_warnings = await call_mcp_servers(servers, query="q", max_calls=0)
+            calls, warnings = await call_mcp_servers(servers, query="q", max_calls=2, allow_private=True)
+            none_calls, none_warnings = await call_mcp_servers(servers, query="q", max_calls=0, allow_private=True)
     assert calls is not None
     assert [call.server_name for call in calls] == ["hello0", "hello1"]
     assert len({call.tool_call_id for call in calls}) == 2
@@ -204,6 +222,7 @@ async def test_an_unreachable_server_gives_a_warning_while_the_others_are_still_
                 ],
                 query="q",
                 max_calls=1,
+                allow_private=True,
             )
     # The budget skips the server that listed nothing.
     assert only_call(calls).server_name == "hello"
@@ -217,6 +236,7 @@ async def test_only_unreachable_servers_give_null_calls_and_one_warning_each() -
             [McpServer(name=f"gone{i}", url=f"http://127.0.0.1:{closed_port()}/mcp") for i in range(2)],
             query="q",
             max_calls=1,
+            allow_private=True,
         )
     assert calls is None
     assert len(warnings) == 2
@@ -236,6 +256,7 @@ async def test_a_wrong_token_gives_a_warning_and_never_leaks_the_header(caplog: 
                 ],
                 query="q",
                 max_calls=1,
+                allow_private=True,
             )
     assert calls is None
     assert len(warnings) == 2
@@ -253,7 +274,7 @@ async def test_a_server_that_never_answers_times_out_into_a_warning() -> None:
     with anyio.fail_after(10):
         async with serve_asgi(never_answers) as base:
             calls, warnings = await call_mcp_servers(
-                [McpServer(name="silent", url=f"{base}/mcp")], query="q", max_calls=1, timeout=0.5
+                [McpServer(name="silent", url=f"{base}/mcp")], query="q", max_calls=1, allow_private=True, timeout=0.5
             )
     assert calls is None
     assert len(warnings) == 1
@@ -267,6 +288,7 @@ async def test_a_tool_that_never_finishes_is_recorded_as_a_timed_out_call() -> N
                 [McpServer(name="hello", url=url, headers=AUTH, allowed_tools=["stall"])],
                 query="q",
                 max_calls=1,
+                allow_private=True,
                 timeout=0.5,
             )
     call = only_call(calls)
