@@ -14,6 +14,7 @@ import parallel
 import pytest
 from parallel.types import JsonSchemaParam, TaskRunJsonOutput, TaskSpecParam
 
+from parallel_mcp.emulator import ManualClock
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.runner import RunningEmulator, serve_emulator
 
@@ -38,8 +39,11 @@ INPUT_SCHEMA: dict[str, object] = {
 
 
 @asynccontextmanager
-async def sdk(**config: object) -> AsyncGenerator[tuple[RunningEmulator, parallel.AsyncParallel]]:
-    async with serve_emulator(EmulatorConfig.model_validate({"api_key": API_KEY, **config})) as emu:
+async def sdk(
+    clock: ManualClock | None = None, **config: object
+) -> AsyncGenerator[tuple[RunningEmulator, parallel.AsyncParallel]]:
+    config_model = EmulatorConfig.model_validate({"api_key": API_KEY, **config})
+    async with serve_emulator(config_model, clock=clock) as emu:
         client = parallel.AsyncParallel(
             api_key=API_KEY, base_url=emu.base_url, max_retries=0, _strict_response_validation=True
         )
@@ -97,11 +101,22 @@ async def test_the_sdk_creates_with_every_field_and_reads_the_run_back() -> None
 
 
 async def test_the_sdk_sees_408_as_an_api_status_error_while_a_run_is_active() -> None:
-    async with sdk(frozen=True) as (_, client):
+    clock = ManualClock()
+    async with sdk(clock=clock, frozen=True) as (_, client):
         run = await client.task_run.create(input="slow question", processor="pro")
-        with anyio.fail_after(10), pytest.raises(parallel.APIStatusError) as caught:
-            await client.task_run.result(run.run_id, api_timeout=1)
-        assert caught.value.status_code == 408
+        caught: list[parallel.APIStatusError] = []
+
+        async def wait_for_result() -> None:
+            with pytest.raises(parallel.APIStatusError) as error:
+                await client.task_run.result(run.run_id, api_timeout=30)
+            caught.append(error.value)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait_for_result)
+                await clock.wait_for_sleepers()
+                clock.advance(30)
+        assert caught[0].status_code == 408
 
 
 async def test_the_sdk_maps_errors_to_its_exceptions() -> None:

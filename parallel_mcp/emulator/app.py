@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from parallel_mcp.emulator.admission import Rejected, parse_betas
+from parallel_mcp.emulator.clock import wait_until
 from parallel_mcp.emulator.errors import (
     api_error,
     group_validation_error,
@@ -174,13 +175,8 @@ async def _wait_unless_disconnected(request: Request, done: anyio.Event, timeout
                 pass
             group.cancel_scope.cancel()
 
-        async def time_out() -> None:
-            await clock.sleep_until(deadline)
-            group.cancel_scope.cancel()
-
         group.start_soon(watch_disconnect)
-        group.start_soon(time_out)
-        await done.wait()
+        await wait_until(clock, done, deadline)
         group.cancel_scope.cancel()
 
 

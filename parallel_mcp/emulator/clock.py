@@ -56,6 +56,7 @@ class ManualClock:
         self._now = start
         # Events are made by sleepers, inside the loop: the clock itself may be built before any loop runs.
         self._sleepers: list[tuple[float, anyio.Event]] = []
+        self._arrival: anyio.Event | None = None
 
     def now(self) -> float:
         return self._now
@@ -71,11 +72,21 @@ class ManualClock:
             return
         entry = (deadline, anyio.Event())
         self._sleepers.append(entry)
+        if self._arrival is not None:
+            self._arrival.set()
+            self._arrival = None
         try:
             await entry[1].wait()
         finally:
             if entry in self._sleepers:
                 self._sleepers.remove(entry)
+
+    async def wait_for_sleepers(self, count: int = 1) -> None:
+        """Until at least `count` tasks sleep on this clock, so that an `advance` reaches them."""
+        while len(self._sleepers) < count:
+            if self._arrival is None:
+                self._arrival = anyio.Event()
+            await self._arrival.wait()
 
     def advance(self, seconds: float) -> None:
         """Move the clock `seconds` forward and wake every sleeper whose instant has come."""

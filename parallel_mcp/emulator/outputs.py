@@ -9,11 +9,13 @@ emulated; citations point at invented sites on reserved TLDs (see `fake_web`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
 import re
 from dataclasses import dataclass, replace
+from importlib import resources
 from typing import Any, Final, cast
 
 from parallel_mcp.emulator.fake_web import FakeWeb
@@ -380,127 +382,14 @@ def _string(description: str) -> dict[str, Any]:
     return {"type": "string", "description": description}
 
 
-def _enum(description: str, *values: str) -> dict[str, Any]:
-    return {"type": "string", "enum": list(values), "description": description}
+@functools.cache
+def _auto_sections() -> dict[str, dict[str, Any]]:
+    """Sections an auto run may invent, in the style of real deep-research outputs (JSON schemas, kept as data)."""
+    text = resources.files("parallel_mcp.emulator").joinpath(_AUTO_SECTIONS_FILE).read_text("utf-8")
+    return cast(dict[str, dict[str, Any]], json.loads(text))
 
 
-def _array(items: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"type": "array", "items": items, "description": description}
-
-
-def _object(description: str, /, **properties: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "description": description,
-        "properties": properties,
-        "required": list(properties),
-        "additionalProperties": False,
-    }
-
-
-_LEVEL = ("low", "medium", "high")
-# Sections an auto run may invent, in the style of real deep-research outputs.
-_AUTO_SECTIONS: Final[dict[str, dict[str, Any]]] = {
-    "market_overview": _object(
-        "Size, growth and maturity",
-        market_size_estimate=_string("Estimated size with units"),
-        growth_rate=_string("Recent growth rate"),
-        maturity_stage=_enum("Stage of maturity", "emerging", "growing", "mature", "declining"),
-        primary_regions=_array(_string("A region"), "Where activity concentrates"),
-    ),
-    "key_players": _array(
-        _object(
-            "An organisation that matters",
-            name=_string("Organisation name"),
-            role=_string("Role in the field"),
-            notable_for=_string("Why it matters"),
-        ),
-        "Most relevant organisations",
-    ),
-    "market_trends": _array(
-        _object(
-            "A trend",
-            title=_string("Short title"),
-            description=_string("What is happening"),
-            impact=_enum("Expected impact", *_LEVEL),
-        ),
-        "Notable trends",
-    ),
-    "recent_developments": _array(
-        _object("A dated development", date=_string("ISO date"), headline=_string("Headline")),
-        "Developments of the last year",
-    ),
-    "challenges": _array(_string("A challenge"), "Main obstacles"),
-    "opportunities": _array(_string("An opportunity"), "Main openings"),
-    "regulatory_landscape": _object(
-        "Rules that apply",
-        summary=_string("Overview of regulation"),
-        key_regulations=_array(_string("A regulation"), "Regulations in force"),
-        jurisdictions=_array(_string("A jurisdiction"), "Where they apply"),
-    ),
-    "technology_landscape": _object(
-        "Technology in use",
-        core_technologies=_array(_string("A technology"), "Core technologies"),
-        maturity=_enum("Technology maturity", *_LEVEL),
-        notable_innovations=_array(_string("An innovation"), "Recent innovations"),
-    ),
-    "financial_metrics": _object(
-        "Money",
-        estimated_revenue_usd={"type": "number", "description": "Estimated annual revenue in USD"},
-        funding_rounds_tracked={"type": "integer", "description": "Number of funding rounds found"},
-        profitability_outlook=_enum("Profitability outlook", "negative", "neutral", "positive"),
-    ),
-    "competitive_landscape": _object(
-        "How competition works",
-        concentration=_enum("Market concentration", *_LEVEL),
-        differentiators=_array(_string("A differentiator"), "What sets players apart"),
-        barriers_to_entry=_array(_string("A barrier"), "What keeps newcomers out"),
-    ),
-    "customer_segments": _array(
-        _object(
-            "A segment",
-            segment=_string("Segment name"),
-            needs=_string("What it needs"),
-            estimated_share_percent={"type": "number", "description": "Share of demand in percent"},
-        ),
-        "Who buys or uses it",
-    ),
-    "timeline": _array(
-        _object("A milestone", year={"type": "integer", "description": "Year"}, event=_string("What happened")),
-        "Historical milestones",
-    ),
-    "expert_perspectives": _array(
-        _object(
-            "A perspective",
-            expert=_string("Who holds it"),
-            perspective=_string("The view"),
-            stance=_enum("Stance", "optimistic", "neutral", "skeptical"),
-        ),
-        "What experts say",
-    ),
-    "risks": _array(
-        _object(
-            "A risk",
-            risk=_string("The risk"),
-            likelihood=_enum("Likelihood", *_LEVEL),
-            mitigation=_string("How to mitigate it"),
-        ),
-        "Risks to watch",
-    ),
-    "future_outlook": _object(
-        "What comes next",
-        short_term=_string("Next 12 months"),
-        long_term=_string("Next 5 years"),
-        drivers=_array(_string("A driver"), "What drives the outlook"),
-    ),
-    "geographic_breakdown": _array(
-        _object("A region", region=_string("Region"), highlights=_string("What stands out")),
-        "Differences by region",
-    ),
-    "data_gaps": _array(_string("A gap"), "What could not be established"),
-    "related_topics": _array(_string("A topic"), "Topics worth a follow-up"),
-    "overall_assessment": _string("One-paragraph assessment"),
-}
+_AUTO_SECTIONS_FILE = "auto_sections.json"
 _AUTO_FIRST = "executive_summary"
 _AUTO_LAST = "methodology_note"
 
@@ -515,12 +404,13 @@ def _auto_output(run: _Run, mcp_tool_calls: list[McpToolCall] | None) -> TaskRun
     count = 1
     last = _string("How this output was produced")
     # Leave room for the closing note; each section adds its own paths (object keys, array indexes).
-    names = list(_AUTO_SECTIONS)
+    sections = _auto_sections()
+    names = list(sections)
     rng.shuffle(names)
     for name in names:
         if count >= target - 1:
             break
-        schema = _AUTO_SECTIONS[name]
+        schema = sections[name]
         value = _Filler(run, rng, schema, (2, 4)).value(schema, name, 2)
         cost = len(_paths(value, name, 3))
         if count + cost > target + 3:

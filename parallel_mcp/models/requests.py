@@ -173,7 +173,9 @@ class Webhook(RequestModel):
     """Where to POST a signed `task_run.status` event when the run ends."""
 
     url: str = Field(min_length=1)
-    event_types: list[Literal["task_run.status"]] = Field(default_factory=lambda: ["task_run.status"])
+    # The spec's default. The docs call the field required with `task_run.status` its only value, so callers that
+    # want the event should name it rather than rely on what an empty list means to the service.
+    event_types: list[Literal["task_run.status"]] = Field(default_factory=list[Literal["task_run.status"]])
 
     @field_validator("url")
     @classmethod

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import httpx2
 
+from parallel_mcp.emulator.clock import EmulatorClock
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.runner import RunningEmulator, serve_emulator
 from parallel_mcp.models import TaskRunInput
@@ -19,11 +20,13 @@ HEADERS = {"x-api-key": API_KEY}
 
 
 @asynccontextmanager
-async def running(**config: Any) -> AsyncGenerator[tuple[RunningEmulator, httpx2.AsyncClient]]:
+async def running(
+    clock: EmulatorClock | None = None, **config: Any
+) -> AsyncGenerator[tuple[RunningEmulator, httpx2.AsyncClient]]:
     """An emulator (config from keywords, `api_key` defaults to `API_KEY`) and a client that sends the key."""
     config.setdefault("api_key", API_KEY)
     async with (
-        serve_emulator(EmulatorConfig(**config)) as emu,
+        serve_emulator(EmulatorConfig(**config), clock=clock) as emu,
         httpx2.AsyncClient(base_url=emu.base_url, headers=HEADERS, timeout=10.0) as client,
     ):
         yield emu, client

@@ -63,15 +63,6 @@ async def test_a_failed_run_stream_ends_with_its_error() -> None:
     assert final["output"] is None
 
 
-async def test_a_stream_closes_after_its_maximum_lifetime() -> None:
-    async with running(frozen=True, sse_max_seconds=0.2) as (_, client):
-        run_id = (await create(client))["run_id"]
-        with anyio.fail_after(5):
-            async with client.stream("GET", f"/v1/tasks/runs/{run_id}/events") as response:
-                events = await read_sse(response)
-    assert [kind for kind, _ in events] == ["task_run.state"]
-
-
 async def test_the_stream_of_an_unknown_run_is_404() -> None:
     async with running() as (_, client):
         assert_api_error(await client.get("/v1/tasks/runs/trun_missing/events"), 404)

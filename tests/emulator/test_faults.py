@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from parallel_mcp.emulator import ManualClock
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.faults import Fault
 from parallel_mcp.emulator.webhooks import verify_webhook
@@ -74,17 +75,20 @@ async def test_an_sse_cut_fault_ends_the_stream_after_n_events() -> None:
 
 
 async def test_fail_and_hang_faults_match_runs_by_input_or_processor() -> None:
-    async with running(speed=1000) as (emu, client):
+    clock = ManualClock()
+    async with running(clock=clock) as (emu, client):
         emu.state.faults.add(Fault(kind="fail_run", match_input="explode", message="upstream exploded"))
         hang = emu.state.faults.add(Fault(kind="hang_run", match_processor="base*"))
         failing = (await create(client, input="please explode"))["run_id"]
         hanging = (await create(client, processor="base-fast"))["run_id"]
         fine = (await create(client))["run_id"]
         with anyio.fail_after(5):
+            await clock.wait_for_sleepers(3)
+            clock.advance(3600)
             result = await client.get(f"/v1/tasks/runs/{failing}/result", params={"timeout": 5})
             assert_api_error(result, 404, "upstream exploded")
             assert (await client.get(f"/v1/tasks/runs/{fine}/result", params={"timeout": 5})).status_code == 200
-        timed_out = await client.get(f"/v1/tasks/runs/{hanging}/result", params={"timeout": 1})
+            timed_out = await client.get(f"/v1/tasks/runs/{hanging}/result", params={"timeout": 0})
         assert_api_error(timed_out, 408)
         assert body(await client.get(f"/v1/tasks/runs/{hanging}"))["status"] == "running"
         assert hang.fired == 1

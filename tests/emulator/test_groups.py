@@ -8,6 +8,7 @@ import anyio
 import httpx2
 import pytest
 
+from parallel_mcp.emulator import ManualClock
 from tests.emulator.conftest import assert_api_error, body, read_sse, running
 
 pytestmark = pytest.mark.anyio
@@ -90,12 +91,21 @@ async def test_group_events_follow_runs_live_and_close_when_none_is_active() -> 
 
 
 async def test_group_events_stop_at_the_timeout_while_runs_are_active() -> None:
-    async with running(frozen=True) as (_, client):
+    clock = ManualClock()
+    async with running(clock=clock, frozen=True) as (_, client):
         group_id = await new_group(client)
         await add(client, group_id, 1)
+        events: list[tuple[str, dict[str, Any]]] = []
+
+        async def read() -> None:
+            async with client.stream("GET", f"/v1/tasks/groups/{group_id}/events", params={"timeout": 20}) as response:
+                events.extend(await read_sse(response))
+
         with anyio.fail_after(5):
-            async with client.stream("GET", f"/v1/tasks/groups/{group_id}/events", params={"timeout": 0.2}) as response:
-                events = await read_sse(response)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                await clock.wait_for_sleepers()
+                clock.advance(20)
     assert [kind for kind, _ in events] == ["task_group_status"]
 
 
