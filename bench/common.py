@@ -1,9 +1,8 @@
-"""Helpers shared by the benchmarks: statistics, server environments and paths."""
+"""Helpers shared by the benchmarks: statistics and paths (server environments come from tests.processes)."""
 
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import sys
 from dataclasses import dataclass
@@ -49,14 +48,6 @@ def percentile(values: list[float], q: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
-
-
-def server_env(**extra: str) -> dict[str, str]:
-    """This environment without any PARALLEL_* settings, unbuffered, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLEL_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 def python() -> str:

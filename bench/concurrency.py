@@ -22,9 +22,10 @@ from anyio.abc import Process
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from bench.common import BENCH_DIR, Mode, Outcome, log_file, median, python, server_env, tail
+from bench.common import BENCH_DIR, Mode, Outcome, log_file, median, python, tail
 from bench.overhead import check
 from bench.report import Table, Target
+from tests.processes import server_env
 
 NAME = "concurrency"
 EMULATOR_SPEED = "200"

@@ -19,8 +19,9 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, TextContent
 
-from bench.common import HELLO_SERVER, Mode, Outcome, log_file, percentile, python, server_env
+from bench.common import HELLO_SERVER, Mode, Outcome, log_file, percentile, python
 from bench.report import Table, Target
+from tests.processes import server_env
 
 NAME = "overhead"
 TARGET_DELTA_MS = 1.0

@@ -29,10 +29,10 @@ from bench.common import (
     log_file,
     median,
     python,
-    server_env,
     tail,
 )
 from bench.report import Table, Target
+from tests.processes import server_env
 
 NAME = "startup"
 TARGET_RATIO = 1.15

@@ -121,11 +121,13 @@ class AsyncTaskClient:
         request_timeout: float = 60.0,
         max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
         before_request: Callable[[], Awaitable[None]] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         """Set up the client; the connection pool opens on the first request.
 
         Args:
             before_request: awaited before each request (e.g. to start an embedded backend on first use).
+            sleep: how backoff waits between retries (tests record the delays instead of sleeping them).
         """
         self._api_key = api_key
         self.max_retry_wait = max_retry_wait
@@ -134,6 +136,7 @@ class AsyncTaskClient:
         self.extra_betas = tuple(extra_betas)
         timeout = httpx2.Timeout(request_timeout, connect=connect_timeout)
         self._pool = _Pool(http_client, timeout, before_request)
+        self._sleep = sleep
         self._owns_pool = True
 
     @property
@@ -255,7 +258,7 @@ class AsyncTaskClient:
             attempts += 1
             if attempts > reconnects:
                 return
-            await anyio.sleep(backoff_delay(attempts - 1))
+            await self._sleep(backoff_delay(attempts - 1))
 
     # -- task groups ------------------------------------------------------------------------------
 
@@ -360,7 +363,7 @@ class AsyncTaskClient:
                 raise error  # the caller tells the agent when to come back
             delay = backoff_delay(attempt, retry_after)
             logger.info("retrying %s %s in %.2fs after %s", method, path, delay, _summary(error))
-            await anyio.sleep(delay)
+            await self._sleep(delay)
             attempt += 1
 
     async def _request(

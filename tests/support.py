@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+import anyio
+import anyio.lowlevel
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
@@ -20,6 +22,14 @@ from parallel_mcp.server import create_server
 API_KEY = "test-key-0123456789"
 
 
+class Sleeps(list[float]):
+    """A backoff seam for clients: records each delay and returns at once, so retries cost no time."""
+
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+        await anyio.lowlevel.checkpoint()
+
+
 @dataclass
 class Session:
     """An MCP client connected in memory to a server backed by a live emulator."""
@@ -27,6 +37,8 @@ class Session:
     mcp: Client
     emulator: RunningEmulator
     client: AsyncTaskClient
+    sleeps: Sleeps
+    """Backoff delays the client chose (none of them slept out)."""
 
     async def call(self, tool: str, arguments: dict[str, Any], **kwargs: Any) -> CallToolResult:
         """Call a tool; the result may be an error (check `is_error`)."""
@@ -35,13 +47,18 @@ class Session:
 
 @asynccontextmanager
 async def emulator_client(
-    config: EmulatorConfig | None = None, *, max_retries: int = 2
+    config: EmulatorConfig | None = None, *, max_retries: int = 2, sleeps: Sleeps | None = None
 ) -> AsyncGenerator[tuple[RunningEmulator, AsyncTaskClient]]:
-    """A live emulator and an `AsyncTaskClient` pointed at it."""
+    """A live emulator and an `AsyncTaskClient` pointed at it; backoff goes to `sleeps` (never slept)."""
     config = (config or EmulatorConfig()).model_copy(update={"api_key": API_KEY})
     async with (
         serve_emulator(config) as emulator,
-        AsyncTaskClient(api_key=API_KEY, base_url=emulator.base_url, max_retries=max_retries) as client,
+        AsyncTaskClient(
+            api_key=API_KEY,
+            base_url=emulator.base_url,
+            max_retries=max_retries,
+            sleep=Sleeps() if sleeps is None else sleeps,
+        ) as client,
     ):
         yield emulator, client
 
@@ -59,10 +76,11 @@ async def mcp_session(
     `settings` are `Settings` fields (e.g. `wait_seconds=0`); results are marked emulated.
     """
     settings.setdefault("emulator_speed", (config or EmulatorConfig()).speed)
-    async with emulator_client(config, max_retries=max_retries) as (emulator, client):
+    sleeps = Sleeps()
+    async with emulator_client(config, max_retries=max_retries, sleeps=sleeps) as (emulator, client):
         server = create_server(Settings(**settings), client=client, emulated=True)
         async with Client(server, mode=mode) as mcp:
-            yield Session(mcp=mcp, emulator=emulator, client=client)
+            yield Session(mcp=mcp, emulator=emulator, client=client, sleeps=sleeps)
 
 
 def text_of(result: CallToolResult) -> str:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +43,7 @@ from parallel_mcp.models import (
 )
 from parallel_mcp.models.betas import BETA_EVENTS, BETA_FIELD_BASIS, BETA_MCP, BETA_WEBHOOK, betas_for
 from parallel_mcp.serving import serve_asgi
-from tests.support import API_KEY, emulator_client
+from tests.support import API_KEY, Sleeps, closed_port, emulator_client
 
 pytestmark = pytest.mark.anyio
 
@@ -74,26 +73,11 @@ def gets(emulator: RunningEmulator, path: str) -> list[int | None]:
     return [r.status for r in emulator.state.request_log if r.method == "GET" and r.path == path]
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on: connecting is refused."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def eventually(predicate: Callable[[], bool], *, timeout: float = 5.0) -> None:
     """Wait, bounded, until `predicate` holds (for work the emulator finishes after answering)."""
     with anyio.fail_after(timeout):
         while not predicate():
             await anyio.sleep(0.01)
-
-
-async def timed(awaitable: Awaitable[Any]) -> float:
-    """Seconds `awaitable` took."""
-    started = anyio.current_time()
-    await awaitable
-    return anyio.current_time() - started
 
 
 @dataclass(frozen=True)
@@ -133,15 +117,16 @@ async def recording_emulator(
 
 
 async def test_a_read_answered_429_with_retry_after_is_retried_after_the_advertised_delay() -> None:
-    async with emulator_client(EmulatorConfig(frozen=True)) as (emulator, client):
+    sleeps = Sleeps()
+    async with emulator_client(EmulatorConfig(frozen=True), sleeps=sleeps) as (emulator, client):
         run = await client.create_run(QUESTION)
         emulator.state.faults.add(
             Fault(kind="status", method="GET", path=f"{RUNS}/*", status=429, retry_after=1, times=1)
         )
         with anyio.fail_after(10):
-            elapsed = await timed(client.get_run(run.run_id))
+            await client.get_run(run.run_id)
     assert gets(emulator, f"{RUNS}/{run.run_id}") == [429, 200]
-    assert elapsed >= 0.95  # Retry-After: 1, not the 0.5 s default backoff
+    assert sleeps == [1.0]  # Retry-After: 1, not the 0.5 s default backoff
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
@@ -232,7 +217,9 @@ async def test_a_create_that_times_out_after_sending_raises_run_may_exist_and_is
     config = EmulatorConfig(api_key=API_KEY, frozen=True)
     async with (
         serve_emulator(config) as emulator,
-        AsyncTaskClient(api_key=API_KEY, base_url=emulator.base_url, max_retries=3, request_timeout=0.3) as client,
+        AsyncTaskClient(
+            api_key=API_KEY, base_url=emulator.base_url, max_retries=3, request_timeout=0.3, sleep=Sleeps()
+        ) as client,
     ):
         emulator.state.faults.add(Fault(kind="latency", method="POST", path=RUNS, delay=0.8, times=1))
         with anyio.fail_after(10), pytest.raises(RunMayExistError) as caught:
@@ -243,7 +230,9 @@ async def test_a_create_that_times_out_after_sending_raises_run_may_exist_and_is
 
 
 async def test_a_refused_connection_on_create_is_retried_then_raises_api_connection_error_not_sent() -> None:
-    async with AsyncTaskClient(api_key=API_KEY, base_url=f"http://127.0.0.1:{closed_port()}", max_retries=1) as client:
+    async with AsyncTaskClient(
+        api_key=API_KEY, base_url=f"http://127.0.0.1:{closed_port()}", max_retries=1, sleep=Sleeps()
+    ) as client:
         with anyio.fail_after(10), pytest.raises(APIConnectionError) as caught:
             await client.create_run(QUESTION)
     assert not isinstance(caught.value, RunMayExistError)
