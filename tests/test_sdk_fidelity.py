@@ -187,3 +187,25 @@ async def test_the_sdk_drives_a_task_group_end_to_end() -> None:
 
         one = await client.task_group.retrieve_run(added.run_ids[0], task_group_id=group.task_group_id)
         assert one.task_group_id == group.task_group_id and one.status == "completed"
+
+
+async def test_the_sdk_gets_422_for_beta_only_fields_sent_without_their_betas() -> None:
+    async with sdk(frozen=True) as (emu, client):
+        with pytest.raises(parallel.UnprocessableEntityError) as on_create:
+            await client.task_run.create(
+                input="q", processor="lite", mcp_servers=[{"name": "crm", "url": "https://crm.example/mcp"}]
+            )
+        assert "mcp-server-2025-07-17" in str(on_create.value) and "mcp_servers" in str(on_create.value)
+        group = await client.task_group.create()
+        with pytest.raises(parallel.UnprocessableEntityError) as on_add:
+            await client.task_group.add_runs(
+                group.task_group_id,
+                inputs=[{"input": "q", "processor": "lite", "webhook": {"url": "https://hooks.example/run"}}],
+            )
+        assert "webhook-2025-08-12" in str(on_add.value)
+        added = await client.task_group.add_runs(
+            group.task_group_id,
+            inputs=[{"input": "q", "processor": "lite", "webhook": {"url": "https://hooks.example/run"}}],
+            betas=["webhook-2025-08-12"],
+        )
+        assert len(added.run_ids) == 1 and emu.state.run_count == 1

@@ -33,6 +33,7 @@ from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.errors import error_object
 from parallel_mcp.emulator.faults import FaultSet
 from parallel_mcp.emulator.mcp_calls import call_mcp_servers, max_tool_calls
+from parallel_mcp.emulator.notify import Notifier
 from parallel_mcp.emulator.outputs import ProgressStep, build_output, progress_script
 from parallel_mcp.emulator.records import GroupRecord, RequestRecord, RunRecord, utc_now
 from parallel_mcp.emulator.webhooks import deliver_webhook
@@ -63,7 +64,7 @@ class EmulatorState:
     """All runs, groups and counters of one emulator, plus the knobs tests turn.
 
     Test-facing API: `run_count`, `request_log`, `faults`, `runs`, `groups`, `credit_remaining`, `clock`,
-    `advance(run_id, to)`, `finish(run_id)`, `fail(run_id, message)`, `wait_for(run_id)`.
+    `advance(run_id, to)`, `finish(run_id)`, `fail(run_id, message)`, `wait_for(run_id)`, `wait_for_requests(n)`.
     """
 
     def __init__(self, config: EmulatorConfig | None = None, *, clock: EmulatorClock | None = None) -> None:
@@ -74,6 +75,7 @@ class EmulatorState:
         self.runs: dict[str, RunRecord] = {}
         self.groups: dict[str, GroupRecord] = {}
         self.request_log: list[RequestRecord] = []
+        self._logged = Notifier()
         self.webhook_results: list[tuple[str, bool]] = []
         """(run_id, delivered) per webhook the emulator tried to deliver."""
         self.credit_remaining: float | None = self.config.credit_usd
@@ -120,6 +122,15 @@ class EmulatorState:
     def log_request(self, method: str, path: str, status: int | None) -> None:
         """Record one handled request."""
         self.request_log.append(RequestRecord(method, path, status))
+        self._logged.notify()
+
+    async def wait_for_requests(self, count: int) -> None:
+        """Until `count` requests have been handled to the end (and logged), however long they were held."""
+        while True:
+            snapshot = self._logged.snapshot()
+            if len(self.request_log) >= count:
+                return
+            await snapshot.wait()
 
     def take_rate_slot(self) -> float | None:
         """Count one create against the per-minute limit; seconds to wait when over it, else None."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.faults import Fault
 from parallel_mcp.emulator.webhooks import verify_webhook
 from parallel_mcp.serving import serve_asgi
-from tests.emulator.conftest import assert_api_error, body, create, iter_sse, running
+from tests.emulator.conftest import assert_api_error, beta_headers, body, create, iter_sse, running
 
 pytestmark = pytest.mark.anyio
 
@@ -140,3 +141,100 @@ async def test_a_webhook_is_posted_on_completion_with_a_signature_that_verifies(
     assert payload["type"] == "task_run.status" and payload["timestamp"]
     assert payload["data"]["run_id"] == run_id and payload["data"]["status"] == "completed"
     assert "output" not in payload["data"]
+
+
+async def test_a_webhook_without_event_types_still_gets_the_status_event() -> None:
+    arrived = anyio.Event()
+
+    async def hook(request: Request) -> Response:
+        arrived.set()
+        return Response(status_code=204)
+
+    receiver = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    async with serve_asgi(receiver) as hook_url, running(frozen=True, webhook_secret="s3cret") as (emu, client):
+        run_id = (await create(client, webhook={"url": f"{hook_url}/hook"}))["run_id"]
+        emu.state.finish(run_id)
+        with anyio.fail_after(5):
+            await arrived.wait()
+        webhook = emu.state.runs[run_id].input.webhook
+        assert webhook is not None and webhook.event_types == []
+
+
+async def test_a_create_whose_client_leaves_before_the_answer_still_creates_the_run_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with running(frozen=True) as (emu, client):
+        emu.state.faults.add(Fault(kind="latency", method="POST", path="/v1/tasks/runs", delay=0.3, times=1))
+        with anyio.fail_after(5):
+            with pytest.raises(httpx2.ReadTimeout):
+                await client.post("/v1/tasks/runs", json=QUESTION, timeout=0.05)
+            await emu.state.wait_for_requests(1)
+        assert emu.state.run_count == 1
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+async def test_drop_response_creates_the_run_then_drops_the_connection_without_the_202() -> None:
+    received: list[dict[str, Any]] = []
+    arrived = anyio.Event()
+
+    async def hook(request: Request) -> Response:
+        received.append(json.loads(await request.body()))
+        arrived.set()
+        return Response(status_code=204)
+
+    receiver = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    config: dict[str, Any] = {"frozen": True, "webhook_secret": "s3cret", "credit_usd": 1.0}
+    async with serve_asgi(receiver) as hook_url, running(**config) as (emu, client):
+        fault = emu.state.faults.add(Fault(kind="drop_response", method="POST", path="/v1/tasks/runs", times=1))
+        payload = {**QUESTION, "webhook": {"url": f"{hook_url}/hook"}}
+        with anyio.fail_after(5), pytest.raises(httpx2.RemoteProtocolError):
+            await client.post("/v1/tasks/runs", json=payload, headers=beta_headers(payload))
+        assert fault.fired == 1 and emu.state.run_count == 1
+        assert [(r.method, r.status) for r in emu.state.request_log] == [("POST", None)]
+        (run_id,) = emu.state.runs
+        assert emu.state.credit_remaining == pytest.approx(1.0 - 0.005)
+        assert body(await client.get(f"/v1/tasks/runs/{run_id}"))["status"] == "queued"
+        emu.state.finish(run_id)
+        with anyio.fail_after(5):
+            await arrived.wait()
+    assert received[0]["data"]["run_id"] == run_id
+
+
+@pytest.mark.parametrize("prefix", ["/v1", "/v1beta"])
+async def test_drop_response_on_group_create_and_add_runs_keeps_what_was_done(prefix: str) -> None:
+    async with running(frozen=True) as (emu, client):
+        emu.state.faults.add(Fault(kind="drop_response", method="POST", path=f"{prefix}/tasks/groups", times=1))
+        with anyio.fail_after(5), pytest.raises(httpx2.RemoteProtocolError):
+            await client.post(f"{prefix}/tasks/groups", json={"metadata": {"batch": "lost"}})
+        (group_id,) = emu.state.groups
+        assert emu.state.groups[group_id].metadata == {"batch": "lost"}
+        emu.state.faults.add(Fault(kind="drop_response", method="POST", path=f"{prefix}/tasks/groups/*/runs", times=1))
+        with anyio.fail_after(5), pytest.raises(httpx2.RemoteProtocolError):
+            await client.post(f"{prefix}/tasks/groups/{group_id}/runs", json={"inputs": [QUESTION, QUESTION]})
+        assert emu.state.run_count == 2 and len(emu.state.groups[group_id].run_ids) == 2
+        group = body(await client.get(f"{prefix}/tasks/groups/{group_id}"))
+        assert group["status"]["num_task_runs"] == 2
+
+
+@pytest.mark.parametrize("prefix", ["/v1", "/v1beta"])
+@pytest.mark.parametrize("stream", ["events", "runs"])
+async def test_an_sse_cut_closes_a_group_stream_abruptly_after_n_events(prefix: str, stream: str) -> None:
+    async with running(frozen=True) as (emu, client):
+        group_id = body(await client.post(f"{prefix}/tasks/groups", json={}))["taskgroup_id"]
+        added = body(await client.post(f"{prefix}/tasks/groups/{group_id}/runs", json={"inputs": [QUESTION] * 3}))
+        for run_id in added["run_ids"][:2]:
+            emu.state.finish(run_id)
+        fault = emu.state.faults.add(
+            Fault(kind="sse_cut", path=f"{prefix}/tasks/groups/*/{stream}", after_events=2, times=1)
+        )
+        received: list[str] = []
+        with anyio.fail_after(5), pytest.raises(httpx2.RemoteProtocolError):
+            async with client.stream("GET", f"{prefix}/tasks/groups/{group_id}/{stream}") as response:
+                async for kind, _ in iter_sse(response):
+                    received.append(kind)
+        assert len(received) == 2 and fault.fired == 1
+        # The cut fires once; the next connection gets the whole stream (the events one waits on the last run).
+        emu.state.finish(added["run_ids"][2])
+        with anyio.fail_after(5):
+            async with client.stream("GET", f"{prefix}/tasks/groups/{group_id}/{stream}") as response:
+                assert len([kind async for kind, _ in iter_sse(response)]) > 2

@@ -20,6 +20,7 @@ from parallel.types.shared import ErrorResponse
 
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.runner import RunningEmulator, serve_emulator
+from parallel_mcp.models.betas import BETA_EVENTS, BETA_FIELD_BASIS, BETA_MCP, BETA_WEBHOOK
 from parallel_mcp.processors import PROCESSORS
 
 FUZZ = settings(
@@ -110,7 +111,9 @@ def emu() -> Generator[RunningEmulator]:
 
 @pytest.fixture(scope="module")
 def client(emu: RunningEmulator) -> Generator[httpx2.Client]:
-    with httpx2.Client(base_url=emu.base_url, headers={"x-api-key": "fuzz"}, timeout=10.0) as http:
+    # Every beta on, so that bodies using beta-only fields are judged on their content.
+    headers = {"x-api-key": "fuzz", "parallel-beta": ",".join([BETA_MCP, BETA_EVENTS, BETA_WEBHOOK, BETA_FIELD_BASIS])}
+    with httpx2.Client(base_url=emu.base_url, headers=headers, timeout=10.0) as http:
         yield http
 
 

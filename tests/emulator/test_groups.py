@@ -158,3 +158,46 @@ async def test_adding_runs_reserves_credit_for_the_whole_batch_up_front() -> Non
         response = await client.post(f"/v1/tasks/groups/{group_id}/runs", json={"inputs": inputs})
         assert_api_error(response, 402)
         assert emu.state.run_count == 0
+
+
+async def test_cursors_are_opaque_and_a_stream_resumes_after_any_event_id_it_issued() -> None:
+    async with running(frozen=True) as (emu, client):
+        group_id = await new_group(client)
+        run_ids = (await add(client, group_id, 3))["run_ids"]
+        for run_id in run_ids:
+            emu.state.finish(run_id)
+        async with client.stream("GET", f"/v1/tasks/groups/{group_id}/events") as response:
+            events = await read_sse(response)
+        async with client.stream("GET", f"/v1beta/tasks/groups/{group_id}/runs") as response:
+            runs = await read_sse(response)
+        ids = [payload["event_id"] for _, payload in events]
+        assert not any(event_id.isdigit() for event_id in ids)
+        for index, event_id in enumerate(ids):
+            async with client.stream(
+                "GET", f"/v1/tasks/groups/{group_id}/events", params={"last_event_id": event_id}
+            ) as response:
+                assert [p["event_id"] for _, p in await read_sse(response)] == ids[index + 1 :]
+        # The header an EventSource sends on reconnect works as well as the query parameter.
+        second_run = runs[1][1]["event_id"]
+        async with client.stream(
+            "GET", f"/v1/tasks/groups/{group_id}/runs", headers={"last-event-id": second_run}
+        ) as response:
+            assert [p["run"]["run_id"] for _, p in await read_sse(response)] == run_ids[2:]
+
+
+@pytest.mark.parametrize("stream", ["events", "runs"])
+async def test_a_last_event_id_the_stream_never_issued_is_422_in_the_fastapi_shape(stream: str) -> None:
+    async with running(frozen=True) as (_, client):
+        group_id = await new_group(client)
+        added = await add(client, group_id, 1)
+        await add(client, group_id, 1)
+        foreign = {"events": added["run_ids"][0], "runs": "42"}[stream]
+        response = await client.get(f"/v1/tasks/groups/{group_id}/{stream}", params={"last_event_id": foreign})
+        assert response.status_code == 422
+        item = body(response)["detail"][0]
+        assert item["loc"] == ["query", "last_event_id"] and foreign in item["msg"]
+        # A cursor of the other stream is foreign too.
+        other = await add(client, group_id, 1)
+        wrong = other["run_cursor"] if stream == "events" else other["event_cursor"]
+        crossed = await client.get(f"/v1/tasks/groups/{group_id}/{stream}", params={"last_event_id": wrong})
+        assert crossed.status_code == 422
