@@ -15,6 +15,7 @@ from mcp.types import CallToolResult, TextContent
 
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.config import Settings
+from parallel_mcp.emulator.clock import EmulatorClock
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.runner import RunningEmulator, serve_emulator
 from parallel_mcp.server import create_server
@@ -47,12 +48,17 @@ class Session:
 
 @asynccontextmanager
 async def emulator_client(
-    config: EmulatorConfig | None = None, *, max_retries: int = 2, sleeps: Sleeps | None = None
+    config: EmulatorConfig | None = None,
+    *,
+    max_retries: int = 2,
+    sleeps: Sleeps | None = None,
+    clock: EmulatorClock | None = None,
 ) -> AsyncGenerator[tuple[RunningEmulator, AsyncTaskClient]]:
-    """A live emulator and an `AsyncTaskClient` pointed at it; backoff goes to `sleeps` (never slept)."""
+    """A live emulator (on `clock`: a `ManualClock` lets a test move emulated time) and an `AsyncTaskClient`
+    pointed at it; backoff goes to `sleeps` (never slept)."""
     config = (config or EmulatorConfig()).model_copy(update={"api_key": API_KEY})
     async with (
-        serve_emulator(config) as emulator,
+        serve_emulator(config, clock=clock) as emulator,
         AsyncTaskClient(
             api_key=API_KEY,
             base_url=emulator.base_url,
@@ -69,6 +75,7 @@ async def mcp_session(
     *,
     mode: Literal["auto", "legacy"] = "auto",
     max_retries: int = 2,
+    clock: EmulatorClock | None = None,
     **settings: Any,
 ) -> AsyncGenerator[Session]:
     """An in-memory MCP session with `create_server`, its client aimed at a live emulator.
@@ -77,7 +84,7 @@ async def mcp_session(
     """
     settings.setdefault("emulator_speed", (config or EmulatorConfig()).speed)
     sleeps = Sleeps()
-    async with emulator_client(config, max_retries=max_retries, sleeps=sleeps) as (emulator, client):
+    async with emulator_client(config, max_retries=max_retries, sleeps=sleeps, clock=clock) as (emulator, client):
         server = create_server(Settings(**settings), client=client, emulated=True)
         async with Client(server, mode=mode) as mcp:
             yield Session(mcp=mcp, emulator=emulator, client=client, sleeps=sleeps)
