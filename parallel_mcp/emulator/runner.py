@@ -92,6 +92,7 @@ def run_emulator_forever(config: EmulatorConfig, host: str = "127.0.0.1", port: 
         f"speed {config.speed:g}x{', instant' if config.instant else ''}{', frozen' if config.frozen else ''}, "
         f"{len(config.faults)} fault(s), "
         f"{'one api key' if config.api_key else 'any api key'}"
+        f"{', MCP servers on private addresses allowed' if config.allow_private_mcp_servers else ''}"
     )
     served = uvicorn_config(create_emulator_app(state), host, port)
     server = AnnouncingServer(served, f"Task API emulator listening on {{url}} ({summary})", logger)
