@@ -1,0 +1,81 @@
+"""One billed create per intent: claimed in the store before it is sent, whatever the caller retries.
+
+An intent is what the agent asked for: the same idempotency key, or without one the same body
+(everything sent upstream) within the dedupe window. A cut call that is sent again, two identical
+calls at once, a retry after a restart, a retry after a lost response: each finds the first
+intent instead of making a second billed run. Only `force_new` starts another on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from parallel_mcp.store import Claim, IntentKind, Store
+
+FOLLOW_POLL_SECONDS = 0.05
+FOLLOW_MAX_SECONDS = 90.0
+"""How long a repeat follows an identical create that another call is sending (the create's own bound)."""
+
+
+def fingerprint(kind: IntentKind, payload: Any) -> str:
+    """A stable digest of a request body: the same JSON in any key order gives the same digest."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(f"{kind}\n{canonical}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What identifies one create: its owner, its kind, and its key or body."""
+
+    owner: str
+    kind: IntentKind
+    fingerprint: str
+    idempotency_key: str | None = None
+    force_new: bool = False
+
+
+class Intents:
+    """Claims creates in the store and follows the ones another call is sending."""
+
+    def __init__(self, store: Store, *, window: float, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.window = window
+        self.clock = clock
+
+    async def claim(self, intent: Intent) -> Claim:
+        """Claim `intent`: a `new` claim must be sent; any other names what an earlier request did.
+
+        A repeat of an intent that another call is sending right now waits for that call's answer
+        (bounded), so concurrent identical creates end with the same run.
+        """
+        claim = await self.store.claim(
+            intent.owner,
+            kind=intent.kind,
+            fingerprint=intent.fingerprint,
+            idempotency_key=intent.idempotency_key,
+            window=self.window,
+            force_new=intent.force_new,
+            now=self.clock(),
+        )
+        if claim.outcome != "sending":
+            return claim
+        with anyio.move_on_after(FOLLOW_MAX_SECONDS):
+            while claim.outcome == "sending":
+                await anyio.sleep(FOLLOW_POLL_SECONDS)
+                latest = await self.store.intent(claim.intent_id, now=self.clock())
+                if latest is None:
+                    # The other call's create was refused and its intent released: this one may try.
+                    return await self.claim(intent)
+                claim = latest
+        return claim
+
+    def age(self, claim: Claim) -> float:
+        """Seconds since the claimed intent was first made."""
+        return max(0.0, self.clock() - claim.created_at)

@@ -1,0 +1,227 @@
+"""Everything that must outlive a tool call: intents, the journal of runs and groups, results, deliveries.
+
+One interface, two implementations: SQLite (the embedded default, a file or memory) and PostgreSQL
+(shared by replicas). Claims are made atomically in the database, with unique constraints, so two
+processes that receive the same create at once still make one run.
+
+The life of a create:
+
+    claim()          an intent row exists before anything is sent upstream
+      -> created()   the API answered: the intent points at its run or group, which is journaled
+      -> unknown()   the request may have reached the API and no answer came: a retry is refused
+      -> release()   the API refused: nothing exists, the intent is forgotten
+
+Owners are opaque ids (a keyed hash of an API key, or a signed-in user); the store never sees a key.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from anyio.abc import TaskGroup
+
+logger = logging.getLogger(__name__)
+
+IntentKind = Literal["run", "group"]
+ClaimOutcome = Literal["new", "created", "sending", "unknown"]
+ACTIVE_STATUSES = ("queued", "running", "cancelling")
+
+SENDING_STALE_SECONDS = 300.0
+"""An intent still `sending` after this long belongs to a process that died mid-request: treat it as unknown."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a claim found: a fresh intent to send, or an earlier one for the same key or body."""
+
+    intent_id: str
+    outcome: ClaimOutcome
+    """`new`: send it. `created`: the earlier request made `target_id`. `sending`: another call is sending it
+    now. `unknown`: an earlier request may have created something, and nobody knows what."""
+    target_id: str | None = None
+    created_at: float = 0.0
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One run as the journal last saw it."""
+
+    run_id: str
+    processor: str
+    status: str
+    input_excerpt: str
+    idempotency_key: str | None
+    interaction_id: str | None
+    created_at: str | None
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the journal keeps of a run when it is created."""
+
+    run_id: str
+    processor: str
+    status: str
+    input_excerpt: str
+    interaction_id: str | None = None
+    created_at: str | None = None
+    group_id: str | None = None
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    """What the journal keeps of a task group when it is created."""
+
+    group_id: str
+    processor: str
+    input_excerpt: str
+    num_runs: int
+    created_at: str | None = None
+    cost_usd: float = 0.0
+
+
+class StoreError(Exception):
+    """The store is unreachable or failed; the message never holds a password or a URL."""
+
+
+class Store(abc.ABC):
+    """The persistent state of the server. Every method is safe to call concurrently."""
+
+    location: str
+    """Where the state lives, for people (a file path, ":memory:", or a database URL without password)."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[str], None]] = []
+
+    async def start(self, tasks: TaskGroup) -> None:  # noqa: B027 - a hook: most stores need no background work
+        """Start background work in `tasks` (PostgreSQL listens for other replicas' events); called once."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections."""
+
+    # -- events between replicas ---------------------------------------------------------------------
+
+    async def publish(self, event: str) -> None:
+        """Tell every subscriber of every process that shares this store (this one's included) about `event`.
+
+        Events are short strings (e.g. `run_ended trun_...`); the embedded store has one process.
+        """
+        self._deliver(event)
+
+    def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call `listener(event)` for every event published from now on; returns the unsubscribe."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _deliver(self, event: str) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not stop the others
+                logger.exception("store event listener failed on %r", event)
+
+    @abc.abstractmethod
+    async def secret(self) -> bytes:
+        """A random secret of this installation (made once, shared by every replica): keys owner hashes."""
+
+    # -- intents -------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def claim(
+        self,
+        owner: str,
+        *,
+        kind: IntentKind,
+        fingerprint: str,
+        idempotency_key: str | None,
+        window: float,
+        force_new: bool,
+        now: float,
+    ) -> Claim:
+        """Claim the right to send one create, or find the earlier intent it repeats.
+
+        With an idempotency key, the key decides: it names one intent forever (for this owner and
+        kind). Without one, an intent with the same fingerprint younger than `window` seconds is
+        the same intent (`window` 0: never). `force_new` starts a new intent even so, except over
+        a key that already created something. An intent `sending` for longer than
+        `SENDING_STALE_SECONDS` is reported `unknown`.
+        """
+
+    @abc.abstractmethod
+    async def intent(self, intent_id: str, *, now: float) -> Claim | None:
+        """The current state of an intent (to follow one that another call is sending); None once released."""
+
+    @abc.abstractmethod
+    async def created(self, intent_id: str, owner: str, run: RunRecord, *, idempotency_key: str | None) -> None:
+        """The create succeeded: journal the run and point the intent at it."""
+
+    @abc.abstractmethod
+    async def group_created(self, intent_id: str, owner: str, group: GroupRecord) -> None:
+        """A group exists for this intent (its billed runs are not added yet): journal it, point the intent at it."""
+
+    @abc.abstractmethod
+    async def group_filled(self, intent_id: str, owner: str, runs: list[RunRecord]) -> None:
+        """The group's runs were added: journal them and mark the intent created."""
+
+    @abc.abstractmethod
+    async def unknown(self, intent_id: str) -> None:
+        """The request may have reached the API without an answer: a repeat must not send blindly."""
+
+    @abc.abstractmethod
+    async def release(self, intent_id: str) -> None:
+        """The API refused the request: nothing was created, so the intent is forgotten."""
+
+    # -- the journal ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def update_status(self, owner: str, run_id: str, status: str) -> None:
+        """Note a run's latest status (runs this owner did not create here are ignored)."""
+
+    @abc.abstractmethod
+    async def recent(self, owner: str, *, limit: int, active_only: bool) -> list[JournalEntry]:
+        """This owner's most recent runs, newest first."""
+
+    @abc.abstractmethod
+    async def owns(self, owner: str, target_id: str) -> bool:
+        """True when this owner created that run or group through this server."""
+
+    # -- results and deliveries ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def put_result(self, owner: str, run_id: str, body: str) -> None:
+        """Keep a completed run's result (JSON); results never change."""
+
+    @abc.abstractmethod
+    async def get_result(self, owner: str, run_id: str) -> str | None:
+        """A kept result, if any."""
+
+    @abc.abstractmethod
+    async def first_delivery(self, delivery_id: str, now: float) -> bool:
+        """Record a webhook delivery id; False when it was seen before (a replay or a retry)."""
+
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "SENDING_STALE_SECONDS",
+    "Claim",
+    "ClaimOutcome",
+    "GroupRecord",
+    "IntentKind",
+    "JournalEntry",
+    "RunRecord",
+    "Store",
+    "StoreError",
+]

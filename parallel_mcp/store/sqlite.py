@@ -1,0 +1,409 @@
+"""The embedded store: one SQLite file (owner-only), or memory.
+
+Every statement is short, so methods run on the event loop under a lock rather than in a thread;
+claims run in `BEGIN IMMEDIATE` transactions, which serialise them across processes sharing the
+file (two local clients of the same journal still make one run per intent). The database opens on
+first use, keeping `sqlite3` off the start-up path; a file that cannot be opened is said on stderr
+and replaced by memory, so a journal problem never stops a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from parallel_mcp.store import (
+    ACTIVE_STATUSES,
+    SENDING_STALE_SECONDS,
+    Claim,
+    ClaimOutcome,
+    GroupRecord,
+    IntentKind,
+    JournalEntry,
+    RunRecord,
+    Store,
+)
+
+if TYPE_CHECKING:
+    import sqlite3
+
+logger = logging.getLogger(__name__)
+
+MEMORY = ":memory:"
+T = TypeVar("T")
+
+# Version 1 is the journal of parallel-mcp 0.1 (created without a version): its `runs` table is kept.
+_MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE IF NOT EXISTS runs (
+            owner TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            processor TEXT NOT NULL,
+            status TEXT NOT NULL,
+            input_excerpt TEXT NOT NULL,
+            idempotency_key TEXT,
+            interaction_id TEXT,
+            created_at TEXT,
+            updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            PRIMARY KEY (owner, run_id)
+        );
+        CREATE INDEX IF NOT EXISTS runs_by_time ON runs (owner, created_at);
+        """,
+    ),
+    (
+        2,
+        """
+        DROP INDEX IF EXISTS runs_by_key;
+        ALTER TABLE runs ADD COLUMN group_id TEXT;
+        ALTER TABLE runs ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE intents (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            idempotency_key TEXT,
+            fingerprint TEXT NOT NULL,
+            state TEXT NOT NULL,
+            target_id TEXT,
+            key_slot INTEGER NOT NULL DEFAULT 0,
+            fp_slot INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX intents_by_key ON intents (owner, kind, idempotency_key) WHERE key_slot = 1;
+        CREATE UNIQUE INDEX intents_by_fingerprint ON intents (owner, kind, fingerprint) WHERE fp_slot = 1;
+        CREATE INDEX intents_recent ON intents (owner, kind, fingerprint, created_at);
+        CREATE TABLE groups (
+            owner TEXT NOT NULL,
+            group_id TEXT NOT NULL,
+            processor TEXT NOT NULL,
+            input_excerpt TEXT NOT NULL,
+            num_runs INTEGER NOT NULL,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            created_at TEXT,
+            PRIMARY KEY (owner, group_id)
+        );
+        CREATE TABLE results (
+            owner TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            body TEXT NOT NULL,
+            stored_at REAL NOT NULL,
+            PRIMARY KEY (owner, run_id)
+        );
+        CREATE TABLE deliveries (id TEXT PRIMARY KEY, received_at REAL NOT NULL);
+        """,
+    ),
+]
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
+
+_INTENT_COLUMNS = "id, state, target_id, created_at, updated_at, idempotency_key"
+
+
+def default_path() -> Path:
+    """`$XDG_STATE_HOME/parallel-mcp/journal.sqlite3` (or under `~/.local/state`)."""
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "parallel-mcp" / "journal.sqlite3"
+
+
+def _private_file(file: Path) -> None:
+    """Make the file and its folder owner-only, whatever the umask, and tighten an existing file too."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(file.parent, 0o700)
+    descriptor = os.open(file, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(descriptor)
+    os.chmod(file, 0o600)
+    for suffix in ("-wal", "-shm"):
+        sidecar = file.with_name(file.name + suffix)
+        if sidecar.exists():
+            os.chmod(sidecar, 0o600)
+
+
+def _schema_version(db: sqlite3.Connection) -> int:
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "meta" in tables:
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+    return 1 if "runs" in tables else 0
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    db.execute("BEGIN IMMEDIATE")  # several processes may open a new file at once
+    try:
+        version = _schema_version(db)
+        for number, script in _MIGRATIONS:
+            if number > version:
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+        if version < SCHEMA_VERSION:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('secret', ?)", (secrets.token_hex(32),))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _connect(location: str) -> sqlite3.Connection:
+    import sqlite3  # imported on first use: keeps it off the server's start-up path
+
+    if location != MEMORY:
+        _private_file(Path(location))
+    db = sqlite3.connect(location, check_same_thread=False, isolation_level=None, timeout=10.0)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    _migrate(db)
+    if location != MEMORY:
+        _private_file(Path(location))  # WAL sidecars exist now
+    return db
+
+
+def _claim_from(row: tuple[Any, ...] | None, now: float) -> Claim | None:
+    if row is None:
+        return None
+    intent_id, state, target_id, created_at, updated_at, key = row
+    outcome: ClaimOutcome = state
+    if state == "sending" and now - float(updated_at) > SENDING_STALE_SECONDS:
+        outcome = "unknown"
+    return Claim(intent_id, outcome, target_id, float(created_at), key)
+
+
+class SQLiteStore(Store):
+    """The store in one SQLite file, or in memory (`":memory:"`)."""
+
+    def __init__(self, path: Path | str = MEMORY) -> None:
+        super().__init__()
+        self.location = str(path)
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            import sqlite3
+
+            try:
+                self._db = _connect(self.location)
+            except (OSError, sqlite3.Error) as exc:
+                logger.warning("run journal %s unavailable (%s); keeping it in memory", self.location, exc)
+                self.location = MEMORY
+                self._db = _connect(MEMORY)
+        return self._db
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            return work(self._connection())
+
+    @contextmanager
+    def _transaction(self) -> Generator[sqlite3.Connection]:
+        with self._lock:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    async def secret(self) -> bytes:
+        row = self._run(lambda db: db.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone())
+        return bytes.fromhex(str(row[0]))
+
+    # -- intents ---------------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        owner: str,
+        *,
+        kind: IntentKind,
+        fingerprint: str,
+        idempotency_key: str | None,
+        window: float,
+        force_new: bool,
+        now: float,
+    ) -> Claim:
+        with self._transaction() as db:
+            if idempotency_key is not None:
+                row = db.execute(
+                    f"SELECT {_INTENT_COLUMNS} FROM intents"
+                    " WHERE owner = ? AND kind = ? AND idempotency_key = ? AND key_slot = 1",
+                    (owner, kind, idempotency_key),
+                ).fetchone()
+                earlier = _claim_from(row, now)
+                if earlier is not None:
+                    if earlier.outcome != "unknown" or not force_new:
+                        return earlier
+                    db.execute("UPDATE intents SET key_slot = 0 WHERE id = ?", (earlier.intent_id,))
+                return self._insert(db, owner, kind, fingerprint, idempotency_key, now, key_slot=1, fp_slot=0)
+            if window > 0 and not force_new:
+                row = db.execute(
+                    f"SELECT {_INTENT_COLUMNS} FROM intents WHERE owner = ? AND kind = ? AND fingerprint = ?"
+                    " AND created_at >= ? AND (key_slot = 1 OR fp_slot = 1) ORDER BY created_at DESC LIMIT 1",
+                    (owner, kind, fingerprint, now - window),
+                ).fetchone()
+                earlier = _claim_from(row, now)
+                if earlier is not None:
+                    return earlier
+            db.execute(
+                "UPDATE intents SET fp_slot = 0 WHERE owner = ? AND kind = ? AND fingerprint = ? AND fp_slot = 1"
+                " AND (created_at < ? OR ?)",
+                (owner, kind, fingerprint, now - window, force_new),
+            )
+            return self._insert(db, owner, kind, fingerprint, None, now, key_slot=0, fp_slot=int(window > 0))
+
+    def _insert(
+        self,
+        db: sqlite3.Connection,
+        owner: str,
+        kind: IntentKind,
+        fingerprint: str,
+        key: str | None,
+        now: float,
+        *,
+        key_slot: int,
+        fp_slot: int,
+    ) -> Claim:
+        intent_id = uuid.uuid4().hex
+        db.execute(
+            "INSERT INTO intents (id, owner, kind, idempotency_key, fingerprint, state, key_slot, fp_slot,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?)",
+            (intent_id, owner, kind, key, fingerprint, key_slot, fp_slot, now, now),
+        )
+        return Claim(intent_id, "new", None, now, key)
+
+    async def intent(self, intent_id: str, *, now: float) -> Claim | None:
+        row = self._run(
+            lambda db: db.execute(f"SELECT {_INTENT_COLUMNS} FROM intents WHERE id = ?", (intent_id,)).fetchone()
+        )
+        return _claim_from(row, now)
+
+    def _set_intent(self, db: sqlite3.Connection, intent_id: str, state: str, target_id: str | None = None) -> None:
+        db.execute(
+            "UPDATE intents SET state = ?, target_id = COALESCE(?, target_id), updated_at = ? WHERE id = ?",
+            (state, target_id, time.time(), intent_id),
+        )
+
+    async def created(self, intent_id: str, owner: str, run: RunRecord, *, idempotency_key: str | None) -> None:
+        with self._transaction() as db:
+            self._insert_runs(db, owner, [run], idempotency_key)
+            self._set_intent(db, intent_id, "created", run.run_id)
+
+    def _insert_runs(self, db: sqlite3.Connection, owner: str, runs: list[RunRecord], key: str | None) -> None:
+        db.executemany(
+            "INSERT OR REPLACE INTO runs (owner, run_id, processor, status, input_excerpt, idempotency_key,"
+            " interaction_id, created_at, group_id, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    owner,
+                    run.run_id,
+                    run.processor,
+                    run.status,
+                    run.input_excerpt,
+                    key,
+                    run.interaction_id,
+                    run.created_at,
+                    run.group_id,
+                    run.cost_usd,
+                )
+                for run in runs
+            ],
+        )
+
+    async def group_created(self, intent_id: str, owner: str, group: GroupRecord) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO groups (owner, group_id, processor, input_excerpt, num_runs, cost_usd,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    owner,
+                    group.group_id,
+                    group.processor,
+                    group.input_excerpt,
+                    group.num_runs,
+                    group.cost_usd,
+                    group.created_at,
+                ),
+            )
+            self._set_intent(db, intent_id, "sending", group.group_id)
+
+    async def group_filled(self, intent_id: str, owner: str, runs: list[RunRecord]) -> None:
+        with self._transaction() as db:
+            self._insert_runs(db, owner, runs, None)
+            self._set_intent(db, intent_id, "created")
+
+    async def unknown(self, intent_id: str) -> None:
+        self._run(lambda db: self._set_intent(db, intent_id, "unknown"))
+
+    async def release(self, intent_id: str) -> None:
+        self._run(lambda db: db.execute("DELETE FROM intents WHERE id = ?", (intent_id,)))
+
+    # -- the journal ---------------------------------------------------------------------------------
+
+    async def update_status(self, owner: str, run_id: str, status: str) -> None:
+        self._run(
+            lambda db: db.execute(
+                "UPDATE runs SET status = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+                " WHERE owner = ? AND run_id = ? AND status != ?",
+                (status, owner, run_id, status),
+            )
+        )
+
+    async def recent(self, owner: str, *, limit: int, active_only: bool) -> list[JournalEntry]:
+        query = (
+            "SELECT run_id, processor, status, input_excerpt, idempotency_key, interaction_id, created_at, updated_at"
+            " FROM runs WHERE owner = ?"
+        )
+        if active_only:
+            query += f" AND status IN ({', '.join(repr(s) for s in ACTIVE_STATUSES)})"
+        query += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        rows = self._run(lambda db: db.execute(query, (owner, limit)).fetchall())
+        return [JournalEntry(*row) for row in rows]
+
+    async def owns(self, owner: str, target_id: str) -> bool:
+        def check(db: sqlite3.Connection) -> bool:
+            run = db.execute("SELECT 1 FROM runs WHERE owner = ? AND run_id = ?", (owner, target_id)).fetchone()
+            group = db.execute("SELECT 1 FROM groups WHERE owner = ? AND group_id = ?", (owner, target_id)).fetchone()
+            return run is not None or group is not None
+
+        return self._run(check)
+
+    # -- results and deliveries ----------------------------------------------------------------------
+
+    async def put_result(self, owner: str, run_id: str, body: str) -> None:
+        self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO results (owner, run_id, body, stored_at) VALUES (?, ?, ?, ?)",
+                (owner, run_id, body, time.time()),
+            )
+        )
+
+    async def get_result(self, owner: str, run_id: str) -> str | None:
+        row = self._run(
+            lambda db: db.execute("SELECT body FROM results WHERE owner = ? AND run_id = ?", (owner, run_id)).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    async def first_delivery(self, delivery_id: str, now: float) -> bool:
+        changed = self._run(
+            lambda db: (
+                db.execute(
+                    "INSERT OR IGNORE INTO deliveries (id, received_at) VALUES (?, ?)", (delivery_id, now)
+                ).rowcount
+            )
+        )
+        return changed == 1
