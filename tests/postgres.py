@@ -29,12 +29,12 @@ from typing import Any, Literal
 
 StopMode = Literal["smart", "fast", "immediate"]
 
-# Durability is pointless for a cluster that is deleted after the run; turning it off is most of the
-# speed. wal_level=minimal also needs max_wal_senders=0. Values go into postgresql.conf verbatim, so
-# string values carry their own quotes.
+# Durability against power loss is pointless for a cluster deleted after the run: no fsync is most of
+# the speed. synchronous_commit stays on, so a crash-like stop (immediate) keeps committed work as a
+# real server would. wal_level=minimal also needs max_wal_senders=0. Values go into postgresql.conf
+# verbatim, so string values carry their own quotes.
 _SETTINGS = {
     "fsync": "off",
-    "synchronous_commit": "off",
     "full_page_writes": "off",
     "wal_level": "minimal",
     "max_wal_senders": "0",

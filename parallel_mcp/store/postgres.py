@@ -289,17 +289,17 @@ class PostgresStore(Store):
     async def _listen(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         import psycopg
 
-        delay, reconnected, started = LISTEN_BACKOFF[0], False, False
+        delay, lost, started = LISTEN_BACKOFF[0], False, False
         with anyio.CancelScope() as self._listener:
             while True:
                 try:
-                    conn = await psycopg.AsyncConnection.connect(
-                        self._url, autocommit=True, connect_timeout=max(2, round(self._timeout))
-                    )
-                    async with conn:
+                    connect = psycopg.AsyncConnection.connect(self._url, autocommit=True, connect_timeout=2)
+                    async with await connect as conn:
                         await conn.execute(f"LISTEN {CHANNEL}")
                         self._listening, delay = True, LISTEN_BACKOFF[0]
-                        if reconnected:
+                        if lost:
+                            lost = False
+                            logger.info("PostgreSQL store at %s: event listener reconnected", self.location)
                             self._deliver(RESYNC_EVENT)
                         if not started:
                             started = True
@@ -309,18 +309,20 @@ class PostgresStore(Store):
                                 self._deliver(notification.payload)
                             await conn.execute("SELECT 1")
                 except psycopg.Error as exc:
-                    logger.warning(
+                    # Said once per outage; the attempts that follow are debug noise.
+                    logger.log(
+                        logging.DEBUG if lost else logging.WARNING,
                         "PostgreSQL store at %s: event listener disconnected (%s); reconnecting in %.1f s",
                         self.location,
                         self._reason(exc),
                         delay,
                     )
+                    lost = True
                 finally:
                     self._listening = False
                 if not started:  # the server starts anyway; events flow once the database is back
                     started = True
                     task_status.started()
-                reconnected = True
                 await anyio.sleep(delay)
                 delay = min(delay * 2, LISTEN_BACKOFF[1])
 
