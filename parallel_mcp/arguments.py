@@ -1,144 +1,324 @@
-"""Tool arguments: JSON schemas that mirror the create body, and safe parsing into wire models.
+"""Tool arguments: what any client's model sends, parsed into wire bodies with one error format.
 
-Nested objects (task_spec, mcp_servers, ...) are published with the schemas of our request
-models but validated here, not by the SDK: pydantic's own messages quote the offending input,
-and an `mcp_servers` header value must never be echoed back to the model.
+Arguments arrive in the portable shapes of `tool_schemas` (JSON values as JSON text, the task spec
+flattened into `output_schema` and `input_schema`); the richer shapes other clients send (an
+object where JSON text is published) are accepted too. Every problem, whatever layer finds it, is
+said as `Invalid arguments: <field path>: <reason>`, without library links and without quoting
+values back: an MCP header value may be a secret.
 """
 
 from __future__ import annotations
 
-import copy
+import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Annotated, Any, TypeVar, cast
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from parallel_mcp.config import MAX_WAIT_SECONDS
 from parallel_mcp.errors import ArgumentError
-from parallel_mcp.models import (
-    McpServer,
-    SourcePolicy,
-    TaskAdvancedSettings,
-    TaskGroupCreateRequest,
-    TaskGroupRunRequest,
-    TaskRunInput,
-    TaskSpec,
-    Webhook,
-)
-from parallel_mcp.models.requests import check_spec_and_input
+from parallel_mcp.groups import GroupRequest
+from parallel_mcp.models import TaskGroupCreateRequest, TaskGroupRunRequest, TaskRunInput, TaskSpec
+from parallel_mcp.models.requests import MAX_GROUP_INPUTS, check_spec_and_input
+from parallel_mcp.processors import PROCESSORS, TIER_NAMES
 
-
-def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON schema with every `$ref` inlined, so it can be embedded in a tool schema."""
-    schema = model.model_json_schema()
-    defs = cast(dict[str, Any], schema.pop("$defs", {}))
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            mapping = cast(dict[str, Any], node)
-            ref = mapping.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                target = copy.deepcopy(defs[ref.removeprefix("#/$defs/")])
-                extra = {k: v for k, v in mapping.items() if k != "$ref"}
-                return resolve({**target, **extra})
-            return {key: resolve(value) for key, value in mapping.items()}
-        if isinstance(node, list):
-            return [resolve(item) for item in cast(list[Any], node)]
-        return node
-
-    return cast(dict[str, Any], resolve(schema))
-
-
-def nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    """Allow null besides the schema (an omitted optional argument)."""
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-TASK_SPEC_SCHEMA = nullable(inline_schema(TaskSpec))
-SOURCE_POLICY_SCHEMA = nullable(inline_schema(SourcePolicy))
-ADVANCED_SETTINGS_SCHEMA = nullable(inline_schema(TaskAdvancedSettings))
-WEBHOOK_SCHEMA = nullable(inline_schema(Webhook))
-MCP_SERVERS_SCHEMA = nullable({"type": "array", "items": inline_schema(McpServer), "maxItems": 10})
-METADATA_SCHEMA = nullable(
-    {
-        "type": "object",
-        # anyOf rather than a type array: clients that map schemas to one-type dialects (Gemini) accept it.
-        "additionalProperties": {"anyOf": [{"type": t} for t in ("string", "integer", "number", "boolean")]},
-        "description": "Keys up to 16 characters, values up to 512.",
-    }
-)
-
+MAX_ID_CHARS = 200
+_ID = re.compile(r"[A-Za-z0-9_.:-]+")
 _SECRET_LOCATIONS = ("headers",)
+# Where a wire-body problem is found, and the argument the agent actually sent.
+_ARGUMENT_OF = {
+    "task_spec": "output_schema",
+    "default_task_spec": "output_schema",
+    "task_spec.output_schema": "output_schema",
+    "task_spec.input_schema": "input_schema",
+    "default_task_spec.output_schema": "output_schema",
+    "default_task_spec.input_schema": "input_schema",
+    "webhook.url": "webhook_url",
+}
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Arguments(BaseModel):
+    """Base of the argument models: extra keys are ignored, as the SDK already drops unknown ones."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+
+JsonValue = str | dict[str, Any] | None
+"""A JSON object sent as JSON text (the published shape) or as an object."""
+Wait = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)] | None
+Key = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)] | None
+
+
+class SourcePolicyArguments(_Arguments):
+    include_domains: list[str] = Field(default_factory=list[str])
+    exclude_domains: list[str] = Field(default_factory=list[str])
+    after_date: str = ""
+
+
+class McpServerArguments(_Arguments):
+    name: str
+    url: str
+    headers: JsonValue = None
+    allowed_tools: list[str] = Field(default_factory=list[str])
+
+
+class SpecArguments(_Arguments):
+    processor: str | None = None
+    output_schema: JsonValue = None
+    input_schema: JsonValue = None
+    metadata: JsonValue = None
+    idempotency_key: Key = None
+    force_new: bool = False
+    wait_seconds: Wait = None
+
+
+class CreateRunArguments(SpecArguments):
+    input: Any = None
+    source_policy: SourcePolicyArguments | None = None
+    advanced_settings: JsonValue = None
+    previous_interaction_id: str | None = None
+    mcp_servers: list[McpServerArguments] | None = None
+    enable_events: bool | None = None
+    webhook_url: str | None = None
+    memory_scope_key: str | None = None
+
+
+class CreateGroupArguments(SpecArguments):
+    inputs: Annotated[list[Any], Field(min_length=1, max_length=MAX_GROUP_INPUTS)]
+
+
+class GetRunArguments(_Arguments):
+    run_id: str
+    wait_seconds: Wait = None
+    offset: Annotated[int, Field(ge=0)] = 0
+    fields: list[str] | None = None
+    include_basis: bool = True
+
+
+class ListRunsArguments(_Arguments):
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    active_only: bool = False
+
+
+class GetGroupArguments(_Arguments):
+    task_group_id: str
+    wait_seconds: Wait = None
+    offset: Annotated[int, Field(ge=0)] = 0
 
 
 def describe_validation_error(error: ValidationError, *, prefix: str = "") -> str:
-    """One line per problem, naming the argument path; input values are never quoted."""
+    """One `path: reason` per problem, naming the argument the agent sent; input values are never quoted."""
     lines: list[str] = []
     for item in error.errors(include_input=False, include_url=False):
         loc = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function-"))
-        path = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "arguments"
+        loc = f"{prefix}{loc}" if loc else prefix.rstrip(".")
+        # The longest match wins: task_spec.input_schema is the input_schema argument, task_spec alone the output's.
+        for found in sorted(_ARGUMENT_OF, key=len, reverse=True):
+            if loc == found or loc.startswith(found + "."):
+                loc = _ARGUMENT_OF[found] + loc[len(found) :]
+                break
         message = item["msg"].removeprefix("Value error, ")
         if any(part in _SECRET_LOCATIONS for part in map(str, item["loc"])):
             message = "must be an object of string header names to string values"
-        lines.append(f"{path}: {message}")
+        lines.append(f"{loc or 'arguments'}: {message}")
     return "; ".join(lines)
 
 
-def build_run_input(arguments: Mapping[str, Any]) -> TaskRunInput:
-    """Validate create arguments (already without None values) into the wire body.
+def _invalid(problems: str) -> ArgumentError:
+    return ArgumentError(f"Invalid arguments: {problems}")
+
+
+def parse(model: type[M], arguments: Mapping[str, Any]) -> M:
+    """Validate a tool's arguments (None values are absent ones) into its argument model.
 
     Raises:
-        ArgumentError: with every problem named by its argument path.
+        ArgumentError: naming every problem by its argument path.
     """
     try:
-        return TaskRunInput.model_validate(dict(arguments))
+        return model.model_validate({key: value for key, value in arguments.items() if value is not None})
     except ValidationError as exc:
-        raise ArgumentError(f"Invalid arguments: {describe_validation_error(exc)}") from None
+        raise _invalid(describe_validation_error(exc)) from None
 
 
-def parse_fields(fields: list[str] | None) -> list[str] | None:
+def _json_object(value: JsonValue, field: str) -> dict[str, Any] | None:
+    """A JSON object argument, from JSON text or an object; empty text means absent."""
+    if value is None or isinstance(value, dict):
+        return value
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        parsed: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _invalid(f"{field}: not valid JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(parsed, dict):
+        raise _invalid(f"{field}: must be a JSON object, got {type(parsed).__name__}")
+    return cast(dict[str, Any], parsed)
+
+
+def schema_argument(value: JsonValue, field: str, *, auto: bool) -> dict[str, Any] | None:
+    """An `output_schema`/`input_schema` argument as the API's schema object.
+
+    A JSON object (or JSON text of one) is a JSON schema, or already the API's `{"type": "json" |
+    "text" | "auto", ...}` form; `"auto"` (output only) and `"text"` are those kinds; any other text
+    describes a markdown report. Text that starts like JSON but does not parse is an error, never
+    silently a description: the agent meant fields.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        if text in ("auto", "text", "json") and (auto or text != "auto"):
+            if text == "json":
+                raise _invalid(f"{field}: 'json' needs the schema itself: pass the JSON schema as JSON text")
+            return {"type": text}
+        if not text.startswith(("{", "[")):
+            return {"type": "text", "description": text}
+    schema = _json_object(value, field)
+    assert schema is not None
+    kind = schema.get("type")
+    if kind == "json" and "json_schema" in schema:
+        return schema
+    if kind in ("text", "auto") and ("json_schema" not in schema) and set(schema) <= {"type", "description"}:
+        if kind == "auto" and not auto:
+            raise _invalid(f"{field}: 'auto' applies to output_schema only")
+        return schema
+    return {"type": "json", "json_schema": schema}
+
+
+def _spec(arguments: SpecArguments) -> dict[str, Any] | None:
+    output = schema_argument(arguments.output_schema, "output_schema", auto=True)
+    given = schema_argument(arguments.input_schema, "input_schema", auto=False)
+    if output is None and given is None:
+        return None
+    if output is None:
+        raise _invalid("input_schema: needs an output_schema too (say what to produce, or 'auto')")
+    return {"output_schema": output, **({"input_schema": given} if given else {})}
+
+
+def processor_name(value: str | None, default: str) -> str:
+    """The processor to use: named, or the server's default.
+
+    Raises:
+        ArgumentError: naming the tiers when the name is not one.
+    """
+    name = (value or default).strip()
+    if name not in PROCESSORS:
+        tiers = ", ".join(TIER_NAMES)
+        raise _invalid(f"processor: {name[:60]!r} is not a processor; use one of {tiers}, or any with -fast")
+    return name
+
+
+def _input_value(value: Any, field: str) -> str | dict[str, Any]:
+    if value is None:
+        raise _invalid(f"{field}: required: a question, or a JSON object of data to enrich")
+    if isinstance(value, dict):
+        return cast(dict[str, Any], value)
+    if isinstance(value, str):
+        stripped = value.strip()
+        return _json_object(stripped, field) or value if stripped.startswith("{") else value
+    # The SDK decodes JSON-looking text (a list, true) before we see it: a question it was, a question it stays.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _source_policy(policy: SourcePolicyArguments | None) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    found: dict[str, Any] = {
+        "include_domains": [d for d in policy.include_domains if d.strip()] or None,
+        "exclude_domains": [d for d in policy.exclude_domains if d.strip()] or None,
+        "after_date": policy.after_date.strip() or None,
+    }
+    kept = {key: value for key, value in found.items() if value is not None}
+    return kept or None
+
+
+def _mcp_servers(servers: list[McpServerArguments] | None) -> list[dict[str, Any]] | None:
+    if not servers:
+        return None
+    return [
+        {
+            "name": server.name,
+            "url": server.url,
+            "headers": _json_object(server.headers, f"mcp_servers.{index}.headers"),
+            "allowed_tools": server.allowed_tools or None,
+        }
+        for index, server in enumerate(servers)
+    ]
+
+
+def _validate(model: type[M], body: dict[str, Any]) -> M:
+    try:
+        return model.model_validate({key: value for key, value in body.items() if value is not None})
+    except ValidationError as exc:
+        raise _invalid(describe_validation_error(exc)) from None
+
+
+def run_body(arguments: CreateRunArguments, *, default_processor: str) -> TaskRunInput:
+    """The create body of `create_task_run`'s arguments, checked against every documented API rule.
+
+    Raises:
+        ArgumentError: naming each problem by the argument that holds it.
+    """
+    webhook = {"url": arguments.webhook_url, "event_types": ["task_run.status"]} if arguments.webhook_url else None
+    body: dict[str, Any] = {
+        "input": _input_value(arguments.input, "input"),
+        "processor": processor_name(arguments.processor, default_processor),
+        "task_spec": _spec(arguments),
+        "metadata": _json_object(arguments.metadata, "metadata"),
+        "source_policy": _source_policy(arguments.source_policy),
+        "advanced_settings": _json_object(arguments.advanced_settings, "advanced_settings"),
+        "previous_interaction_id": arguments.previous_interaction_id,
+        "mcp_servers": _mcp_servers(arguments.mcp_servers),
+        "enable_events": arguments.enable_events,
+        "webhook": webhook,
+        "memory_scope_key": arguments.memory_scope_key,
+    }
+    return _validate(TaskRunInput, body)
+
+
+def group_request(arguments: CreateGroupArguments, *, default_processor: str) -> GroupRequest:
+    """A group's runs, shared task spec and metadata from `create_task_group`'s arguments.
+
+    Raises:
+        ArgumentError: with every problem named by its argument path (``inputs.3``, ``output_schema``).
+    """
+    processor = processor_name(arguments.processor, default_processor)
+    spec_body = _spec(arguments)
+    spec = _validate(TaskSpec, spec_body) if spec_body is not None else None
+    values = [_input_value(value, f"inputs.{index}") for index, value in enumerate(arguments.inputs)]
+    request = _validate(TaskGroupRunRequest, {"inputs": [{"input": value, "processor": processor} for value in values]})
+    group = _validate(TaskGroupCreateRequest, {"metadata": _json_object(arguments.metadata, "metadata")})
+    for index, item in enumerate(request.inputs):
+        try:
+            check_spec_and_input(spec, item.input)
+        except ValueError as exc:
+            raise _invalid(f"inputs.{index}: {exc}") from None
+    return GroupRequest(inputs=request.inputs, default_task_spec=spec, metadata=group.metadata)
+
+
+def object_id(value: str, field: str, *, looks_like: str) -> str:
+    """A run or group id as the agent gave it, checked for form and length before it goes into a URL.
+
+    Raises:
+        ArgumentError: the value cannot be an id of ours.
+    """
+    text = value.strip()
+    if not text or len(text) > MAX_ID_CHARS or not _ID.fullmatch(text):
+        raise _invalid(
+            f"{field}: not an id ({len(value)} characters); use one exactly as it was returned "
+            f"(it looks like {looks_like}); list_task_runs shows the runs created here"
+        )
+    return text
+
+
+def page_fields(fields: list[str] | None) -> list[str] | None:
     """Normalise a `fields` filter: empty means all."""
     if not fields:
         return None
     cleaned = [name.strip() for name in fields if name.strip()]
     return cleaned or None
-
-
-def build_group_inputs(
-    inputs: list[str | dict[str, Any]],
-    *,
-    processor: str,
-    task_spec: Mapping[str, Any] | None,
-    metadata: Mapping[str, Any] | None,
-) -> GroupRequest:
-    """Validate a group's rows, shared task spec and metadata into wire models.
-
-    Raises:
-        ArgumentError: with every problem named by its argument path (``inputs.3``, ``task_spec...``).
-    """
-    try:
-        spec = TaskSpec.model_validate(dict(task_spec)) if task_spec is not None else None
-    except ValidationError as exc:
-        raise ArgumentError(f"Invalid arguments: {describe_validation_error(exc, prefix='task_spec.')}") from None
-    try:
-        request = TaskGroupRunRequest.model_validate(
-            {"inputs": [{"input": value, "processor": processor} for value in inputs], "default_task_spec": spec}
-        )
-        group = TaskGroupCreateRequest.model_validate({"metadata": dict(metadata) if metadata else None})
-    except ValidationError as exc:
-        raise ArgumentError(f"Invalid arguments: {describe_validation_error(exc)}") from None
-    for index, item in enumerate(request.inputs):
-        try:
-            check_spec_and_input(spec, item.input)
-        except ValueError as exc:
-            raise ArgumentError(f"Invalid arguments: inputs.{index}: {exc}") from None
-    return GroupRequest(inputs=request.inputs, default_task_spec=spec, metadata=group.metadata)
-
-
-@dataclass(frozen=True)
-class GroupRequest:
-    """A validated group: its runs, the spec they share and the group's metadata."""
-
-    inputs: list[TaskRunInput]
-    default_task_spec: TaskSpec | None
-    metadata: dict[str, str | int | float | bool] | None

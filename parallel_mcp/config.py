@@ -16,13 +16,15 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from parallel_mcp.processors import PROCESSORS
 
 DEFAULT_BASE_URL = "https://api.parallel.ai"
 CONFIG_ENV = "PARALLEL_MCP_CONFIG"
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MAX_WAIT_SECONDS = 50.0
 """Claude Desktop cuts a tool call at about 60 s: no single wait may come near it."""
 
@@ -69,6 +71,48 @@ class Settings(BaseModel):
         description='Run journal: "auto" (a file in the user state dir; in memory on the emulator), "off", '
         "or a file path.",
     )
+    database_url: SecretStr | None = Field(
+        default=None, description="postgresql://... : a PostgreSQL store shared by replicas, instead of the journal."
+    )
+    dedupe_window_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="An identical create within this many seconds returns the first run (0 turns it off).",
+    )
+    public_url: str | None = Field(
+        default=None, description="The server's public base URL (https://research.example.com), for webhooks and OAuth."
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="Secret of Parallel's signed webhooks; with public_url, runs report their end."
+    )
+    oauth_issuer: str | None = Field(
+        default=None,
+        description="HTTP: users sign in with this OAuth authorization server (its issuer URL, exactly as its "
+        "metadata spells it); the server then accepts only its access tokens.",
+    )
+    oauth_audience: str | None = Field(
+        default=None, description="The audience access tokens must name (default: public_url + /mcp)."
+    )
+    oauth_scopes: list[str] = Field(default_factory=list[str], description="Scopes every access token must carry.")
+    allow_unauthenticated: bool = Field(
+        default=False, description="Serve HTTP beyond loopback without any authentication (not recommended)."
+    )
+    session_idle_timeout: float = Field(
+        default=300.0, gt=0, le=86_400, description="HTTP: a legacy session idle this many seconds is closed."
+    )
+    max_sessions: int = Field(default=1000, ge=1, description="HTTP: legacy sessions open at once, in total.")
+    max_sessions_per_client: int = Field(
+        default=50, ge=1, description="HTTP: legacy sessions one client (a signed-in user, else an IP) may hold."
+    )
+    emulator_allow_private_mcp: bool = Field(
+        default=False, description="Embedded emulator: let mcp_servers reach loopback and private addresses."
+    )
+    confirm_above_usd: float | None = Field(
+        default=None, ge=0, description="Ask the user before a call whose runs cost more than this in total."
+    )
+    daily_budget_usd: float | None = Field(
+        default=None, ge=0, description="Refuse creates that would take an owner's spend today above this."
+    )
     allowed_hosts: list[str] = Field(
         default_factory=list[str], description="Extra Host values accepted over HTTP (e.g. mcp.example.com:443)."
     )
@@ -92,6 +136,25 @@ class Settings(BaseModel):
             raise ValueError(f"{url!r} is not an http(s) URL")
         return url.rstrip("/")
 
+    @field_validator("oauth_issuer", "public_url")
+    @classmethod
+    def _web_url(cls, url: str | None, info: ValidationInfo) -> str | None:
+        # Kept exactly as given (a trailing slash included): issuers are compared as exact strings (RFC 8414 §3.3).
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"{url!r} is not an http(s) URL without query or fragment")
+        # The issuer's keys decide who is signed in: they must not travel in clear beyond this machine.
+        if info.field_name == "oauth_issuer" and parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+            raise ValueError(f"{url!r} must use https (plain http is only accepted on loopback)")
+        return url
+
+    @property
+    def uses_oauth(self) -> bool:
+        """True when HTTP users sign in with the OAuth issuer (ignored on stdio, where the user is the process owner)."""
+        return self.oauth_issuer is not None and self.transport != "stdio"
+
     @property
     def uses_emulator(self) -> bool:
         """True when no API key is configured: the server runs on the embedded emulator."""
@@ -103,8 +166,12 @@ def env_name(field: str) -> str:
     return _SDK_ENV_NAMES.get(field, f"PARALLEL_MCP_{field.upper()}")
 
 
-_SDK_ENV_NAMES = {"api_key": "PARALLEL_API_KEY", "base_url": "PARALLEL_BASE_URL"}
-_LIST_FIELDS = frozenset({"extra_betas", "allowed_hosts", "allowed_origins"})
+_SDK_ENV_NAMES = {
+    "api_key": "PARALLEL_API_KEY",
+    "base_url": "PARALLEL_BASE_URL",
+    "webhook_secret": "PARALLEL_WEBHOOK_SECRET",
+}
+_LIST_FIELDS = frozenset({"extra_betas", "allowed_hosts", "allowed_origins", "oauth_scopes"})
 
 
 def read_environment(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -6,20 +6,88 @@ no run is active, and the outputs come from one `runs` stream, paged by rows.
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
+import anyio
+
 from parallel_mcp.client import AsyncTaskClient
-from parallel_mcp.errors import ArgumentError, RunMayExistError
-from parallel_mcp.guidance import group_rows_step, group_running_step, retry_after_hint
+from parallel_mcp.errors import APIError, ArgumentError, NotFoundError, RunMayExistError
+from parallel_mcp.guidance import (
+    group_rows_step,
+    group_running_step,
+    repeated_create_warning,
+    retry_after_hint,
+    unconfirmed_create_message,
+    unjournaled_warning,
+    unread_group_warning,
+)
+from parallel_mcp.intents import Intent, Intents, fingerprint
 from parallel_mcp.models import TaskGroup, TaskRunEvent, TaskRunInput, TaskRunJsonOutput, TaskSpec
 from parallel_mcp.paging import cut_value
+from parallel_mcp.processors import get_processor
+from parallel_mcp.runs import excerpt, quietly
+from parallel_mcp.store import Claim, GroupRecord, RunRecord, Store, StoreError
 from parallel_mcp.views import GroupRunRow, PageInfo, RunError, TaskGroupView
 from parallel_mcp.waiter import ProgressSink, Waiter, ended_runs
+
+logger = logging.getLogger(__name__)
 
 MAX_TEXT_OUTPUT_CHARS = 2_000
 DEFAULT_HINT_PROCESSOR = "core"
 """Whose band sets the polling hint of a group read without knowing its processor."""
+
+
+@dataclass(frozen=True)
+class GroupRequest:
+    """A validated group: its runs, the spec they share and the group's metadata."""
+
+    inputs: list[TaskRunInput]
+    default_task_spec: TaskSpec | None
+    metadata: dict[str, str | int | float | bool] | None
+
+    @property
+    def processor(self) -> str:
+        """The processor of the group's runs (one for all)."""
+        return self.inputs[0].processor
+
+    @property
+    def price(self) -> float:
+        """The list price of every run together, in US dollars."""
+        return sum(proc.usd_per_run if (proc := get_processor(i.processor)) else 0.0 for i in self.inputs)
+
+
+def group_fingerprint(request: GroupRequest) -> str:
+    """The digest of everything a group's creation sends upstream."""
+    spec = request.default_task_spec
+    return fingerprint(
+        "group",
+        {
+            "inputs": [item.model_dump(mode="json", exclude_none=True) for item in request.inputs],
+            "default_task_spec": spec.model_dump(mode="json", exclude_none=True) if spec is not None else None,
+            "metadata": request.metadata,
+        },
+    )
+
+
+def _run_records(request: GroupRequest, group_id: str, run_ids: list[str]) -> list[RunRecord]:
+    now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    proc = get_processor(request.processor)
+    return [
+        RunRecord(
+            run_id=run_id,
+            processor=request.processor,
+            status="queued",
+            input_excerpt=excerpt(item.input),
+            created_at=now,
+            group_id=group_id,
+            cost_usd=proc.usd_per_run if proc else 0.0,
+        )
+        for run_id, item in zip(run_ids, request.inputs, strict=False)
+    ]
 
 
 def _row(event: TaskRunEvent) -> GroupRunRow:
@@ -59,46 +127,141 @@ def page_rows(rows: Sequence[GroupRunRow], *, offset: int, budget_chars: int) ->
 
 
 class GroupService:
-    """Creates, waits on and reads back task groups for the tools."""
+    """Creates (once per intent), waits on and reads back task groups for the tools."""
 
-    def __init__(self, *, waiter: Waiter, page_budget_chars: int) -> None:
+    def __init__(
+        self, *, waiter: Waiter, store: Store, intents: Intents, page_budget_chars: int, owned_only: bool = False
+    ) -> None:
         self.waiter = waiter
+        self.store = store
+        self.intents = intents
         self.page_budget_chars = page_budget_chars
+        self.owned_only = owned_only
 
     async def create(
         self,
         client: AsyncTaskClient,
-        inputs: list[TaskRunInput],
+        owner: str,
+        request: GroupRequest,
         *,
-        default_task_spec: TaskSpec | None,
-        metadata: dict[str, str | int | float | bool] | None,
         wait: float,
         sink: ProgressSink | None,
+        idempotency_key: str | None = None,
+        force_new: bool = False,
     ) -> TaskGroupView:
-        """Create a group, add every input as a run, then wait up to `wait` seconds for them.
+        """Create a group once per intent, add every input as a run, then wait up to `wait` seconds for them.
+
+        The group is journaled before its runs are added and before any wait: whatever happens after,
+        the answer carries its id.
 
         Raises:
-            RunMayExistError: adding the runs failed after the request was sent; it names the group.
+            RunMayExistError: adding the runs (now or in the request this repeats) may have billed them;
+                it names the group.
+            APIError: the API refused (nothing was billed).
         """
-        group = await client.create_group(metadata)
-        try:
-            added = await client.add_runs(group.task_group_id, inputs, default_task_spec=default_task_spec)
-        except RunMayExistError as exc:
-            raise RunMayExistError(str(exc), group_id=group.task_group_id) from None
-        price = 0.0
-        for item in inputs:
-            proc = self.waiter.processors.get(item.processor)
-            price += proc.usd_per_run if proc else 0.0
-        view = await self.get(
-            client, group.task_group_id, wait=wait, sink=sink, offset=0, processor=inputs[0].processor
-        )
-        view.run_ids = added.run_ids
-        view.estimated_cost_usd = round(price, 6)
+        intent = Intent(owner, "group", group_fingerprint(request), idempotency_key, force_new)
+        claim = await self.intents.claim(intent)
+        if claim.outcome != "new" and claim.target_id is not None and claim.outcome != "created":
+            claim = await self._reconcile(client, owner, claim, request)
+        if claim.outcome == "created" and claim.target_id is not None:
+            view = await self._read(client, owner, claim.target_id, wait=wait, sink=sink, processor=request.processor)
+            view.warnings.append(repeated_create_warning("group", claim.target_id, self.intents.age(claim), claim))
+            return view
+        if claim.outcome != "new":
+            message = unconfirmed_create_message("group", self.intents.age(claim), claim)
+            raise RunMayExistError(message, group_id=claim.target_id)
+        added: tuple[str, list[str], str | None] | None = None
+        with anyio.CancelScope(shield=True):  # see RunService.create: once sent, answered and journaled
+            added = await self._send(client, owner, request, claim)
+        assert added is not None
+        group_id, run_ids, warning = added
+        view = await self._read(client, owner, group_id, wait=wait, sink=sink, processor=request.processor)
+        view.run_ids = run_ids
+        if warning is not None:
+            view.warnings.append(warning)
+        view.estimated_cost_usd = round(request.price, 6)
         return view
+
+    async def _send(
+        self, client: AsyncTaskClient, owner: str, request: GroupRequest, claim: Claim
+    ) -> tuple[str, list[str], str | None]:
+        try:
+            group = await client.create_group(request.metadata)
+        except APIError:
+            await quietly(self.store.release(claim.intent_id))  # an empty group bills nothing: a retry may start over
+            raise
+        record = GroupRecord(
+            group_id=group.task_group_id,
+            processor=request.processor,
+            input_excerpt=excerpt(request.inputs[0].input),
+            num_runs=len(request.inputs),
+            created_at=group.created_at,
+            cost_usd=request.price,
+        )
+        await self.store.group_created(claim.intent_id, owner, record)
+        try:
+            added = await client.add_runs(
+                group.task_group_id, request.inputs, default_task_spec=request.default_task_spec
+            )
+        except RunMayExistError as exc:
+            await quietly(self.store.unknown(claim.intent_id))
+            raise RunMayExistError(str(exc), group_id=group.task_group_id) from None
+        except APIError:
+            await quietly(self.store.release(claim.intent_id))
+            raise
+        try:
+            await self.store.group_filled(
+                claim.intent_id, owner, _run_records(request, group.task_group_id, added.run_ids)
+            )
+        except StoreError as exc:
+            logger.error("group %s was filled but its runs were not journaled: %s", group.task_group_id, exc)
+            return group.task_group_id, added.run_ids, unjournaled_warning(group.task_group_id)
+        return group.task_group_id, added.run_ids, None
+
+    async def _reconcile(self, client: AsyncTaskClient, owner: str, claim: Claim, request: GroupRequest) -> Claim:
+        """An earlier add of this group's runs lost its answer: the group itself says whether they arrived."""
+        assert claim.target_id is not None
+        try:
+            group = await client.get_group(claim.target_id)
+        except APIError:
+            return claim
+        if group.status.num_task_runs < len(request.inputs):
+            return claim
+        run_ids = [event.run.run_id async for event in client.group_runs(claim.target_id)]
+        await self.store.group_filled(claim.intent_id, owner, _run_records(request, claim.target_id, run_ids))
+        logger.info("group %s: the runs of a lost add arrived; reconciled %d runs", claim.target_id, len(run_ids))
+        return replace(claim, outcome="created")
+
+    async def _read(
+        self,
+        client: AsyncTaskClient,
+        owner: str,
+        group_id: str,
+        *,
+        wait: float,
+        sink: ProgressSink | None,
+        processor: str,
+    ) -> TaskGroupView:
+        """The group's view after creating it; a failed read still answers with the group's id."""
+        try:
+            return await self.get(client, owner, group_id, wait=wait, sink=sink, offset=0, processor=processor)
+        except APIError as exc:
+            hint = retry_after_hint(self.waiter.processors, processor, None)
+            view = TaskGroupView(
+                task_group_id=group_id,
+                is_active=True,
+                num_task_runs=0,
+                status_counts={},
+                retry_after_seconds=hint,
+                next_step=group_running_step(group_id, 0, 0, hint),
+            )
+            view.warnings.append(unread_group_warning(exc))
+            return view
 
     async def get(
         self,
         client: AsyncTaskClient,
+        owner: str,
         group_id: str,
         *,
         wait: float,
@@ -112,6 +275,8 @@ class GroupService:
             APIError: the group cannot be read.
             ArgumentError: `offset` is past the last row.
         """
+        if self.owned_only and not await self.store.owns(owner, group_id):
+            raise NotFoundError(f"task group {group_id!r} not found", status_code=404)
         group = await self.waiter.group(client, group_id, wait=wait, sink=sink)
         status = group.status
         if status.is_active:

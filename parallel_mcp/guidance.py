@@ -22,6 +22,8 @@ from parallel_mcp.errors import (
     UnprocessableEntityError,
 )
 from parallel_mcp.processors import PROCESSORS, CostLimitError, ProcessorTable
+from parallel_mcp.store import Claim, IntentKind, StoreError
+from parallel_mcp.text import format_duration
 
 MAX_HINT_SECONDS = 600
 UNKNOWN_PROCESSOR_HINT = 30
@@ -50,9 +52,9 @@ def retry_after_hint(processors: ProcessorTable, processor: str, elapsed: float 
 
 
 def processor_line(name: str) -> str:
-    """One processor's band and price, for descriptions: ``lite 10 s-1 min $0.005``."""
+    """One processor's price and band, for descriptions: ``lite $0.005 (10 s-1 min)``."""
     proc = PROCESSORS[name]
-    return f"{name} {proc.band} ${proc.usd_per_run:g}"
+    return f"{name} ${proc.usd_per_run:g} ({proc.band})"
 
 
 # -- runs ----------------------------------------------------------------------------------------
@@ -95,9 +97,40 @@ def no_output_step(status: str) -> str:
     return f"The run is {status}; there is no output to read."
 
 
-def reused_run_warning(idempotency_key: str, run_id: str) -> str:
-    """Said when an idempotency key returns the run it created before."""
-    return f"idempotency_key {idempotency_key!r} already created run {run_id}: returned it; nothing new was billed."
+_CREATE_TOOL = {"run": "create_task_run", "group": "create_task_group"}
+_NOUN = {"run": "run", "group": "task group"}
+
+
+def repeated_create_warning(kind: IntentKind, target_id: str, age: float, claim: Claim) -> str:
+    """Said when a create repeats an earlier one and gets its run (or group) back."""
+    if claim.idempotency_key is not None:
+        earlier = f"idempotency_key {claim.idempotency_key!r} already created {_NOUN[kind]} {target_id}"
+    else:
+        earlier = f"The same request created {_NOUN[kind]} {target_id} {format_duration(age)} ago"
+    return (
+        f"{earlier}: returned it; nothing new was billed. To start another on purpose, call "
+        f"{_CREATE_TOOL[kind]} again with force_new=true."
+    )
+
+
+def unconfirmed_create_message(kind: IntentKind, age: float, claim: Claim) -> str:
+    """A repeat of a create whose answer never came: refuse to send it blindly again."""
+    target = f" (task group {claim.target_id})" if claim.target_id else ""
+    same = f"idempotency_key {claim.idempotency_key!r}" if claim.idempotency_key else "the same request"
+    return (
+        f"A create with {same}, sent {format_duration(age)} ago{target}, may have created a {_NOUN[kind]}, but its "
+        "answer was lost, so it cannot be confirmed; nothing new was sent. Tell the user, and look for it with "
+        "list_task_runs or on platform.parallel.ai. Only if the user accepts a possible second billed "
+        f"{_NOUN[kind]}, call {_CREATE_TOOL[kind]} again with force_new=true."
+    )
+
+
+def unjournaled_warning(target_id: str) -> str:
+    """The run (or group) exists upstream but the store did not take it: say so, with its id."""
+    return (
+        f"{target_id} was created, but this server could not record it (its database failed), so "
+        "list_task_runs will not show it: keep this id."
+    )
 
 
 def unread_status_warning(error: ParallelMCPError) -> str:
@@ -121,6 +154,11 @@ def group_running_step(group_id: str, ended: int, total: int, retry_after: int) 
         f"{ended} of {total} runs have ended. Call get_task_group(task_group_id={group_id!r}, "
         f"wait_seconds={SUGGESTED_WAIT_SECONDS}) to keep waiting; expect about {retry_after} s before the next change."
     )
+
+
+def unread_group_warning(error: ParallelMCPError) -> str:
+    """Said when a group exists but its status could not be read after creating it."""
+    return f"The task group was created and its runs added, but reading its status failed: {error}"
 
 
 def group_rows_step(group_id: str, next_offset: int | None) -> str:
@@ -154,6 +192,8 @@ def describe_error(error: ParallelMCPError, *, run_id: str | None = None, group_
         )
     if isinstance(error, RunMayExistError):
         return _may_exist(error)
+    if isinstance(error, StoreError):
+        return f"This server's database is unavailable ({error}); nothing was created. Try again in a minute."
     if isinstance(error, APIStatusError):
         return _status_error(error, run_id=run_id, group_id=group_id)
     if isinstance(error, APIConnectionError):
@@ -170,8 +210,9 @@ def _may_exist(error: RunMayExistError) -> str:
             f"get_task_group(task_group_id={error.group_id!r}) before adding them again."
         )
     return (
-        f"{error} Do not call create_task_run again right away; tell the user a run may have started "
-        "and can be seen on platform.parallel.ai."
+        f"{error} Do not call create_task_run again right away: a repeat of this call will not send it again. "
+        "Tell the user a run may have started and can be seen on platform.parallel.ai; only if the user accepts a "
+        "possible second billed run, call it again with force_new=true."
     )
 
 

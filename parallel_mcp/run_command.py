@@ -51,17 +51,18 @@ class ProgressBar:
             self._stream.flush()
 
 
-def load_task_spec(path: Path | None, *, text: bool) -> dict[str, Any] | None:
-    """A task_spec from a schema file (a JSON schema, or a whole task_spec), or a text spec."""
+def schema_arguments(path: Path | None, *, text: bool) -> dict[str, Any]:
+    """`output_schema` (and `input_schema`) arguments from a schema file (a JSON schema, or a whole
+    task_spec), or a request for a markdown report."""
     if path is None:
-        return {"output_schema": {"type": "text"}} if text else None
+        return {"output_schema": "text"} if text else {}
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object (a JSON schema or a task_spec)")
     spec = cast(dict[str, Any], data)
     if "output_schema" in spec:
-        return spec
-    return {"output_schema": {"type": "json", "json_schema": spec}}
+        return {key: spec[key] for key in ("output_schema", "input_schema") if key in spec}
+    return {"output_schema": spec}
 
 
 def _page_of(view: dict[str, Any]) -> dict[str, Any]:
@@ -82,9 +83,7 @@ async def _run(args: argparse.Namespace, config_file: Path | None, out: TextIO, 
     arguments: dict[str, Any] = {"input": args.question, "wait_seconds": POLL_WAIT_SECONDS}
     if args.processor:
         arguments["processor"] = args.processor
-    spec = load_task_spec(args.schema, text=args.text)
-    if spec is not None:
-        arguments["task_spec"] = spec
+    arguments.update(schema_arguments(args.schema, text=args.text))
     deadline = time.monotonic() + args.timeout
     async with Client(params) as client:
         result = await client.call_tool("create_task_run", arguments, progress_callback=bar.update)

@@ -7,28 +7,34 @@ happened to a run and shapes it into the agent's view.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import anyio
 
 from parallel_mcp.client import AsyncTaskClient
-from parallel_mcp.errors import NotFoundError
+from parallel_mcp.errors import APIError, NotFoundError, RunMayExistError
 from parallel_mcp.guidance import (
     action_required_step,
     completed_step,
     failed_step,
     no_output_step,
+    repeated_create_warning,
     retry_after_hint,
-    reused_run_warning,
     still_running_step,
+    unconfirmed_create_message,
+    unjournaled_warning,
     unread_status_warning,
 )
-from parallel_mcp.journal import Journal, JournalEntry
+from parallel_mcp.intents import Intent, Intents, fingerprint
 from parallel_mcp.models import TaskRun, TaskRunInput, TaskRunResult, seconds_since
 from parallel_mcp.paging import CHARS_PER_TOKEN, page_output
 from parallel_mcp.processors import ProcessorTable
+from parallel_mcp.store import Claim, JournalEntry, RunRecord, Store, StoreError
+from parallel_mcp.text import shorten
 from parallel_mcp.views import Progress, RunError, TaskRunView
 from parallel_mcp.waiter import ProgressSink, ProgressState, Waiter, WaitOutcome
 
@@ -36,6 +42,10 @@ logger = logging.getLogger(__name__)
 
 PAGE_SHARE = 0.45
 """The text rendering and the structured page both reach the client; each gets a share of the budget."""
+EXCERPT_CHARS = 160
+INTENT_TAG = "pmcp_intent"
+"""The metadata key (at most 16 characters) that carries a run's intent id, when webhooks can reconcile."""
+MAX_METADATA_KEYS = 16
 
 
 @dataclass(frozen=True)
@@ -47,9 +57,29 @@ class PageRequest:
     include_basis: bool = True
 
 
-def owner_of(api_key: str) -> str:
-    """A stable, non-reversible id for an API key: cache entries never cross keys."""
-    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+def owner_of(api_key: str, secret: bytes) -> str:
+    """A stable id for an API key, keyed by the installation's secret: the journal never lets anyone check a
+    guessed key, and nothing (cache, journal, claims) ever crosses keys."""
+    return "key:" + hmac.new(secret, api_key.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def excerpt(value: object) -> str:
+    """A short one-line excerpt of a run's input, for the journal."""
+    return shorten(value if isinstance(value, str) else str(value), EXCERPT_CHARS, one_line=True)
+
+
+def run_fingerprint(body: TaskRunInput) -> str:
+    """The digest of everything a create sends upstream: two creates with the same one are the same request."""
+    return fingerprint("run", body.model_dump(mode="json", exclude_none=True))
+
+
+def tag_intent(body: TaskRunInput, intent_id: str) -> TaskRunInput:
+    """The body with its intent id in the metadata (when there is room), so a webhook can name its run."""
+    metadata = dict(body.metadata or {})
+    if INTENT_TAG in metadata or len(metadata) >= MAX_METADATA_KEYS:
+        return body
+    metadata[INTENT_TAG] = intent_id
+    return body.model_copy(update={"metadata": metadata})
 
 
 def page_budget_chars(budget_tokens: int) -> int:
@@ -68,6 +98,14 @@ def progress_view(state: ProgressState) -> Progress | None:
         sources_read=state.sources_read,
         recent_messages=list(state.recent),
     )
+
+
+async def quietly(write: Awaitable[None]) -> None:
+    """A journal write that must not replace what the call is about to say (the run's state, or an API error)."""
+    try:
+        await write
+    except StoreError as exc:
+        logger.error("journal write failed: %s", exc)
 
 
 class ResultCache:
@@ -101,15 +139,22 @@ class RunService:
         self,
         *,
         waiter: Waiter,
-        journal: Journal,
+        store: Store,
+        intents: Intents,
         budget_tokens: int,
         cache: ResultCache | None = None,
+        reconcile_tag: bool = False,
+        owned_only: bool = False,
     ) -> None:
         self.waiter = waiter
-        self.journal = journal
+        self.store = store
+        self.intents = intents
         self.page_budget_chars = page_budget_chars(budget_tokens)
         self.cache = cache or ResultCache()
-        self._key_locks: dict[tuple[str, str], anyio.Lock] = {}
+        self.reconcile_tag = reconcile_tag
+        """Tag each run's metadata with its intent, so a webhook can name the run of a lost answer."""
+        self.owned_only = owned_only
+        """Serve only runs journaled for the caller (users who share the server's API key)."""
 
     @property
     def processors(self) -> ProcessorTable:
@@ -125,51 +170,74 @@ class RunService:
         wait: float,
         sink: ProgressSink | None,
         idempotency_key: str | None = None,
+        force_new: bool = False,
     ) -> TaskRunView:
-        """Create a run, then wait up to `wait` seconds for it.
+        """Create a run once per intent, then wait up to `wait` seconds for it.
 
-        With an `idempotency_key` that created a run before (for this key's owner), that run is
-        returned instead and nothing new is billed.
+        A repeat of an intent that made a run (same idempotency key, or same body within the dedupe
+        window) returns that run and bills nothing; a repeat of one whose answer was lost is refused
+        unless `force_new`.
+
+        Raises:
+            RunMayExistError: this request, or the earlier one it repeats, may have created a run.
+            APIError: the API refused the create (nothing was billed).
         """
-        if idempotency_key is None:
-            return await self._create(client, owner, body, wait=wait, sink=sink, idempotency_key=None)
-        slot = (owner, idempotency_key)
-        lock = self._key_locks.setdefault(slot, anyio.Lock())
-        try:
-            async with lock:
-                earlier = self.journal.find_by_key(owner, idempotency_key)
-                if earlier is None:
-                    return await self._create(
-                        client, owner, body, wait=wait, sink=sink, idempotency_key=idempotency_key
-                    )
-        finally:
-            if lock.statistics().tasks_waiting == 0:
-                self._key_locks.pop(slot, None)
-        view = await self.get(client, owner, earlier, wait=wait, sink=sink, page=PageRequest())
-        view.warnings.append(reused_run_warning(idempotency_key, earlier))
-        return view
-
-    async def _create(
-        self,
-        client: AsyncTaskClient,
-        owner: str,
-        body: TaskRunInput,
-        *,
-        wait: float,
-        sink: ProgressSink | None,
-        idempotency_key: str | None,
-    ) -> TaskRunView:
-        run = await client.create_run(body)
-        logger.info("created run %s on %s", run.run_id, run.processor)
-        self.journal.record(owner, run, input_value=body.input, idempotency_key=idempotency_key)
+        intent = Intent(owner, "run", run_fingerprint(body), idempotency_key, force_new)
+        claim = await self.intents.claim(intent)
+        if claim.outcome == "created" and claim.target_id is not None:
+            view = await self.get(client, owner, claim.target_id, wait=wait, sink=sink, page=PageRequest())
+            view.warnings.append(repeated_create_warning("run", claim.target_id, self.intents.age(claim), claim))
+            return view
+        if claim.outcome != "new":
+            raise RunMayExistError(unconfirmed_create_message("run", self.intents.age(claim), claim))
+        # Once sent, a create is answered and journaled even if the caller goes away: a cut call must
+        # find its run on the next try, not a second one.
+        sent: tuple[TaskRun, str | None] | None = None
+        with anyio.CancelScope(shield=True):
+            sent = await self._send(client, owner, body, claim)
+        assert sent is not None
+        run, warning = sent
         outcome = await self.waiter.run(client, run.run_id, wait=wait, run=run, sink=sink)
         if outcome.run is None:
             outcome.run = run
-        return self._outcome_view(owner, outcome, page=PageRequest())
+        view = await self._outcome_view(owner, outcome, page=PageRequest())
+        if warning is not None:
+            view.warnings.append(warning)
+        return view
 
-    def recent_runs(self, owner: str, *, limit: int, active_only: bool) -> list[JournalEntry]:
+    async def _send(
+        self, client: AsyncTaskClient, owner: str, body: TaskRunInput, claim: Claim
+    ) -> tuple[TaskRun, str | None]:
+        sent = tag_intent(body, claim.intent_id) if self.reconcile_tag else body
+        try:
+            run = await client.create_run(sent)
+        except RunMayExistError:
+            await quietly(self.store.unknown(claim.intent_id))
+            raise
+        except APIError:
+            await quietly(self.store.release(claim.intent_id))
+            raise
+        logger.info("created run %s on %s", run.run_id, run.processor)
+        proc = self.processors.get(run.processor)
+        record = RunRecord(
+            run_id=run.run_id,
+            processor=run.processor,
+            status=run.status,
+            input_excerpt=excerpt(body.input),
+            interaction_id=run.interaction_id,
+            created_at=run.created_at,
+            cost_usd=proc.usd_per_run if proc else 0.0,
+        )
+        try:
+            await self.store.created(claim.intent_id, owner, record, idempotency_key=claim.idempotency_key)
+        except StoreError as exc:
+            logger.error("run %s was created but not journaled: %s", run.run_id, exc)
+            return run, unjournaled_warning(run.run_id)
+        return run, None
+
+    async def recent_runs(self, owner: str, *, limit: int, active_only: bool) -> list[JournalEntry]:
         """The runs this server created for this owner, newest first (from the journal)."""
-        return self.journal.recent(owner, limit=limit, active_only=active_only)
+        return await self.store.recent(owner, limit=limit, active_only=active_only)
 
     async def get(
         self,
@@ -189,19 +257,32 @@ class RunService:
             APIError: the run cannot be read (no such run, or the API failed).
             ArgumentError: `page` asks for a field or an offset the output does not have.
         """
-        cached = self.cache.get(owner, run_id)
+        if self.owned_only and not await self.store.owns(owner, run_id):
+            # Another user's run reads exactly like a run that does not exist.
+            raise NotFoundError(f"run {run_id!r} not found", status_code=404)
+        cached = await self._kept_result(owner, run_id)
         if cached is not None:
             return self.view(cached.run, result=cached, page=page)
         outcome = await self.waiter.run(client, run_id, wait=wait, sink=sink)
         if outcome.error is not None or outcome.run is None:
             raise outcome.error or NotFoundError(f"run {run_id!r} not found", status_code=404)
-        return self._outcome_view(owner, outcome, page=page)
+        return await self._outcome_view(owner, outcome, page=page)
 
-    def _outcome_view(self, owner: str, outcome: WaitOutcome, *, page: PageRequest) -> TaskRunView:
+    async def _kept_result(self, owner: str, run_id: str) -> TaskRunResult | None:
+        cached = self.cache.get(owner, run_id)
+        if cached is None:
+            body = await self.store.get_result(owner, run_id)
+            if body is not None:
+                cached = TaskRunResult.model_validate_json(body)
+                self.cache.put(owner, cached)
+        return cached
+
+    async def _outcome_view(self, owner: str, outcome: WaitOutcome, *, page: PageRequest) -> TaskRunView:
         assert outcome.run is not None
-        self.journal.update(owner, outcome.run)
+        await quietly(self.store.update_status(owner, outcome.run.run_id, outcome.run.status))
         if outcome.result is not None:
             self.cache.put(owner, outcome.result)
+            await quietly(self.store.put_result(owner, outcome.run.run_id, outcome.result.model_dump_json()))
         view = self.view(outcome.run, result=outcome.result, page=page, progress=progress_view(outcome.progress))
         if outcome.error is not None:
             # The run exists: hand back its id rather than an error that invites a second create.

@@ -1,16 +1,19 @@
-"""What the server holds for its lifetime: settings, the Task API client, the run and group services.
+"""What the server holds for its lifetime: settings, the Task API client, the store and the services.
 
-The lifespan opens one connection pool; with no API key it first starts the embedded emulator on
-loopback and says so on stderr.
+The lifespan opens one connection pool and one store; with no API key it first starts the
+embedded emulator on loopback and says so on stderr. Each call then learns who is calling
+(`caller`): the owner its runs belong to, and the client that speaks for it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +25,17 @@ from parallel_mcp.config import Settings
 from parallel_mcp.errors import AccessError
 from parallel_mcp.groups import GroupService
 from parallel_mcp.guidance import missing_key_message
-from parallel_mcp.journal import MEMORY, Journal, default_journal_path
+from parallel_mcp.intents import Intents
 from parallel_mcp.processors import ProcessorTable
 from parallel_mcp.runs import RunService, owner_of
 from parallel_mcp.serving import base_url, listening_socket
+from parallel_mcp.store import Store
 from parallel_mcp.waiter import Waiter
 
 logger = logging.getLogger(__name__)
+
+EMULATOR_OWNER_KEY = "emulator"
+"""Whose runs a keyless server's are: the embedded emulator's key changes at every start."""
 
 
 @dataclass
@@ -37,11 +44,33 @@ class AppContext:
 
     settings: Settings
     client: AsyncTaskClient
-    owner: str
+    store: Store
     runs: RunService
     groups: GroupService
     emulated: bool
     """Results come from an emulator, not real research: every result says so."""
+    _secret: bytes | None = field(default=None, repr=False)
+
+    async def owner_for(self, api_key: str) -> str:
+        """The owner id of an API key, keyed by this installation's secret (read once from the store)."""
+        if self._secret is None:
+            self._secret = await self.store.secret()
+        return owner_of(api_key, self._secret)
+
+    async def owner_for_user(self, issuer: str, subject: str) -> str:
+        """The owner id of a signed-in user (`iss` + `sub` of their access token), keyed like `owner_for`."""
+        if self._secret is None:
+            self._secret = await self.store.secret()
+        digest = hmac.new(self._secret, f"{issuer}\n{subject}".encode(), hashlib.sha256).hexdigest()
+        return "user:" + digest[:32]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a tool call speaks for: the owner of its runs, and the client that sends its requests."""
+
+    client: AsyncTaskClient
+    owner: str
 
 
 def make_client(
@@ -61,6 +90,25 @@ def make_client(
         connect_timeout=settings.connect_timeout,
         request_timeout=settings.request_timeout,
     )
+
+
+def open_store(settings: Settings, *, emulated: bool) -> Store:
+    """The store the settings ask for; it connects on first use.
+
+    A database URL selects PostgreSQL. Otherwise the journal setting: "auto" keeps a file for real
+    runs and memory for emulated ones, whose runs end with the process; "off" keeps memory only
+    (claims then hold for the process's life).
+    """
+    if settings.database_url is not None:
+        from parallel_mcp.store.postgres import PostgresStore  # only deployments with a database pay for it
+
+        return PostgresStore(settings.database_url.get_secret_value())
+    from parallel_mcp.store.sqlite import MEMORY, SQLiteStore, default_path
+
+    choice = settings.journal.strip()
+    if choice == "off" or (choice == "auto" and emulated):
+        return SQLiteStore(MEMORY)
+    return SQLiteStore(default_path() if choice == "auto" else Path(choice).expanduser())
 
 
 def make_lifespan(settings: Settings, *, client: AsyncTaskClient | None = None, emulated: bool | None = None) -> Any:
@@ -98,35 +146,33 @@ def make_lifespan(settings: Settings, *, client: AsyncTaskClient | None = None, 
                 api_key = settings.api_key.get_secret_value() if settings.api_key else ""
                 task_client = make_client(settings, api_key=api_key, base_url=settings.base_url)
                 stack.push_async_callback(task_client.aclose)
-            api_key_for_owner = settings.api_key.get_secret_value() if settings.api_key else "emulator"
-            journal = open_journal(settings, emulated=is_emulated)
-            stack.callback(journal.close)
+            store = open_store(settings, emulated=is_emulated)
+            stack.push_async_callback(store.close)
             # An emulator's runs go `emulator_speed` times faster: hints and estimates follow its pace.
             processors = ProcessorTable(pace=settings.emulator_speed if is_emulated else 1.0)
             waiter = Waiter(processors, interval=settings.progress_interval)
-            runs = RunService(waiter=waiter, journal=journal, budget_tokens=settings.result_budget_tokens)
+            intents = Intents(store, window=settings.dedupe_window_seconds)
+            runs = RunService(
+                waiter=waiter,
+                store=store,
+                intents=intents,
+                budget_tokens=settings.result_budget_tokens,
+                reconcile_tag=settings.public_url is not None and settings.webhook_secret is not None,
+                # Signed-in users share the server's key: the store, not the API, says whose a run is.
+                owned_only=settings.uses_oauth,
+            )
+            groups = GroupService(
+                waiter=waiter,
+                store=store,
+                intents=intents,
+                page_budget_chars=runs.page_budget_chars,
+                owned_only=settings.uses_oauth,
+            )
             yield AppContext(
-                settings=settings,
-                client=task_client,
-                owner=owner_of(api_key_for_owner),
-                runs=runs,
-                groups=GroupService(waiter=waiter, page_budget_chars=runs.page_budget_chars),
-                emulated=is_emulated,
+                settings=settings, client=task_client, store=store, runs=runs, groups=groups, emulated=is_emulated
             )
 
     return lifespan
-
-
-def open_journal(settings: Settings, *, emulated: bool) -> Journal:
-    """The run journal the settings ask for (it opens on first use).
-
-    "auto" keeps a file for real runs and memory for emulated ones, whose runs end with the
-    process; "off" keeps memory only (idempotency then holds for the process's life).
-    """
-    choice = settings.journal.strip()
-    if choice == "off" or (choice == "auto" and emulated):
-        return Journal(MEMORY)
-    return Journal(default_journal_path() if choice == "auto" else Path(choice).expanduser())
 
 
 class EmbeddedEmulator:
@@ -160,7 +206,11 @@ class EmbeddedEmulator:
         from parallel_mcp.emulator.config import EmulatorConfig
         from parallel_mcp.emulator.runner import serve_emulator
 
-        config = EmulatorConfig(api_key=self.api_key, speed=self._settings.emulator_speed)
+        config = EmulatorConfig(
+            api_key=self.api_key,
+            speed=self._settings.emulator_speed,
+            allow_private_mcp_servers=self._settings.emulator_allow_private_mcp,
+        )
         async with serve_emulator(config, sock=self._sock):
             task_status.started()
             await self._stopping.wait()
@@ -178,21 +228,33 @@ def _bearer(headers: Mapping[str, str]) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def client_for(app: AppContext, headers: Mapping[str, str] | None) -> tuple[AsyncTaskClient, str]:
-    """The client and cache owner for this request.
+async def caller(app: AppContext, headers: Mapping[str, str] | None) -> Caller:
+    """Who this request speaks for.
 
-    In multi-user mode each HTTP request brings its own Parallel key (`x-api-key`, or
-    `Authorization: Bearer` when the server has no token of its own); keys never cross requests.
+    With OAuth, the signed-in user (their access token's `iss` + `sub`; the SDK verified it before the
+    call got here), speaking through the server's own client. In multi-user mode each HTTP request
+    brings its own Parallel key (`x-api-key`, or `Authorization: Bearer` when the server has no token
+    of its own); keys never cross requests.
 
     Raises:
-        AccessError: multi-user mode and the request carries no key.
+        AccessError: multi-user mode and the request carries no key, or OAuth and no signed-in user.
     """
+    if app.settings.uses_oauth:
+        # Imported here: only an OAuth server reads the SDK's per-request token.
+        from mcp.server.auth.middleware.auth_context import get_access_token
+
+        token = get_access_token()
+        issuer = (token.claims or {}).get("iss") if token is not None else None
+        if token is None or not token.subject or not isinstance(issuer, str):
+            raise AccessError("This server needs a signed-in user: connect again and sign in when asked.")
+        return Caller(app.client, await app.owner_for_user(issuer, token.subject))
     if not app.settings.multi_user:
-        return app.client, app.owner
+        key = app.settings.api_key.get_secret_value() if app.settings.api_key else EMULATOR_OWNER_KEY
+        return Caller(app.client, await app.owner_for(key))
     found = headers or {}
     key = found.get("x-api-key") or found.get("X-Api-Key")
     if not key and app.settings.auth_token is None:
         key = _bearer(found)
     if not key:
         raise AccessError(missing_key_message(bearer_allowed=app.settings.auth_token is None))
-    return app.client.with_api_key(key), owner_of(key)
+    return Caller(app.client.with_api_key(key), await app.owner_for(key))

@@ -159,4 +159,5 @@ class TaskGroupView(View):
     rows: list[GroupRunRow] | None = None
     page: PageInfo | None = None
     estimated_cost_usd: float | None = Field(default=None, description="List price of the runs added by this call.")
+    warnings: list[str] = Field(default_factory=list[str])
     emulated: bool = False

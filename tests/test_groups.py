@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -13,22 +14,19 @@ from tests.support import mcp_session, structured, text_of
 
 pytestmark = pytest.mark.anyio
 
-SPEC: dict[str, Any] = {
-    "output_schema": {
-        "type": "json",
-        "json_schema": {
-            "type": "object",
-            "properties": {"ceo": {"type": "string"}, "founded": {"type": "integer"}},
-            "required": ["ceo", "founded"],
-            "additionalProperties": False,
-        },
-    }
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"ceo": {"type": "string"}, "founded": {"type": "integer"}},
+    "required": ["ceo", "founded"],
+    "additionalProperties": False,
 }
 COMPANIES = [{"company": name} for name in ("Acme", "Globex", "Initech")]
 
 
 async def test_a_group_that_ends_inside_the_wait_returns_every_row_with_its_output() -> None:
-    arguments = {"inputs": COMPANIES, "processor": "core", "task_spec": SPEC, "wait_seconds": 10}
+    # Rows and the schema as JSON text: the portable shape strict tool-calling models send.
+    rows = [json.dumps(company) for company in COMPANIES]
+    arguments = {"inputs": rows, "processor": "core", "output_schema": json.dumps(SCHEMA), "wait_seconds": 10}
     async with mcp_session(EmulatorConfig(instant=True)) as session:
         with anyio.fail_after(20):
             result = await session.call("create_task_group", arguments)
@@ -106,7 +104,7 @@ async def test_a_failed_row_carries_its_error() -> None:
     [
         ({"inputs": ["q"] * 1001}, "1000"),
         ({"inputs": []}, "inputs"),
-        ({"inputs": ["q"], "task_spec": {"output_schema": {"type": "json", "json_schema": {"type": "array"}}}}, "root"),
+        ({"inputs": ["q"], "output_schema": {"type": "array"}}, "output_schema"),
         ({"inputs": ["q"], "metadata": {"much_too_long_key_here": 1}}, "metadata"),
         ({"inputs": ["q", ""]}, "inputs.1"),
     ],

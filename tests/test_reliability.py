@@ -6,6 +6,7 @@ Faults are injected into a live emulator on loopback; the tools are called throu
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
@@ -116,7 +117,7 @@ async def test_a_rate_limited_create_ends_quickly_with_a_clear_error_instead_of_
     async with mcp_session(EmulatorConfig(instant=True, rate_limit_per_minute=1)) as session:
         await created_run(session)
         with anyio.fail_after(8):
-            result = await session.call("create_task_run", {"input": "q", "wait_seconds": 5})
+            result = await session.call("create_task_run", {"input": "another question", "wait_seconds": 5})
         text = error_text(result)
         assert "429" in text and "Retry after" in text
         assert session.emulator.state.run_count == 1
@@ -346,28 +347,28 @@ WAITS = st.floats(min_value=-5, max_value=60, allow_nan=False) | st.sampled_from
 NEAR_VALID_CREATE: dict[str, st.SearchStrategy[Any]] = {
     "input": SHORT_TEXT | st.dictionaries(st.text(max_size=8), SHORT_TEXT, max_size=3),
     "processor": st.sampled_from([*PROCESSORS, "mega", "", "LITE", "lite ", "ultra9x"]),
-    "task_spec": st.fixed_dictionaries(
-        {"output_schema": st.fixed_dictionaries({"type": st.sampled_from(["json", "text", "auto", "xml"])})},
-        optional={"input_schema": JSON_VALUES},
-    )
-    | st.fixed_dictionaries(
-        {"output_schema": st.fixed_dictionaries({"type": st.just("json"), "json_schema": JSON_VALUES})}
-    ),
-    "metadata": st.dictionaries(st.text(max_size=20), SHORT_TEXT | st.integers() | st.booleans(), max_size=3),
+    "output_schema": st.sampled_from(["auto", "text", "json", "a report", "{", "[1]", '{"type": "array"}'])
+    | st.fixed_dictionaries({"type": st.sampled_from(["json", "text", "auto", "xml", "object"])})
+    | JSON_VALUES.map(json.dumps),
+    "input_schema": JSON_VALUES | SHORT_TEXT,
+    "metadata": st.dictionaries(st.text(max_size=20), SHORT_TEXT | st.integers() | st.booleans(), max_size=3)
+    | SHORT_TEXT,
     "source_policy": st.fixed_dictionaries(
         {}, optional={"include_domains": st.lists(SHORT_TEXT, max_size=3), "after_date": SHORT_TEXT}
     ),
-    "advanced_settings": st.fixed_dictionaries({"location": SHORT_TEXT}),
+    "advanced_settings": st.fixed_dictionaries({"location": SHORT_TEXT}) | SHORT_TEXT,
     "previous_interaction_id": SHORT_TEXT,
     "mcp_servers": st.lists(
         st.fixed_dictionaries(
             {"name": SHORT_TEXT, "url": st.sampled_from(["http://127.0.0.1:9/mcp", "ftp://x", "", "https://"])},
-            optional={"headers": st.dictionaries(SHORT_TEXT, JSON_VALUES, max_size=2)},
+            optional={"headers": st.dictionaries(SHORT_TEXT, JSON_VALUES, max_size=2) | SHORT_TEXT},
         ),
         max_size=2,
     ),
     "enable_events": st.booleans(),
-    "webhook": st.fixed_dictionaries({"url": st.sampled_from(["https://example.com/hook", "nope", ""])}),
+    "webhook_url": st.sampled_from(["https://example.com/hook", "nope", ""]),
+    "idempotency_key": SHORT_TEXT,
+    "force_new": st.booleans(),
     "memory_scope_key": SHORT_TEXT,
     "wait_seconds": WAITS,
 }

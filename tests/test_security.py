@@ -32,9 +32,12 @@ def _dump(result: CallToolResult) -> str:
 async def _exercise_every_path(client: Client) -> list[str]:
     outputs: list[str] = []
     servers = [{"name": "crm", "url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": HEADER_SECRET}}]
-    webhook = {"url": "http://127.0.0.1:9/hook"}
+    webhook = "http://127.0.0.1:9/hook"
+    text_headers = [{**servers[0], "headers": json.dumps({"Authorization": HEADER_SECRET})}]
     calls: list[tuple[str, dict[str, Any]]] = [
-        ("create_task_run", {"input": "q", "processor": "lite", "mcp_servers": servers, "webhook": webhook}),
+        ("create_task_run", {"input": "q", "processor": "lite", "mcp_servers": servers, "webhook_url": webhook}),
+        ("create_task_run", {"input": "q", "processor": "base", "mcp_servers": text_headers}),
+        ("create_task_run", {"input": "q", "mcp_servers": [{**servers[0], "headers": HEADER_SECRET + "{"}]}),
         ("create_task_run", {"input": "boom", "processor": "lite", "wait_seconds": 10}),
         ("create_task_run", {"input": "q", "mcp_servers": [{**servers[0], "headers": {"Authorization": [1]}}]}),
         ("create_task_run", {"input": "q", "mcp_servers": servers * 11}),

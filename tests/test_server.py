@@ -38,12 +38,14 @@ async def test_tools_are_listed_with_honest_annotations_and_output_schemas(mode:
     assert get.annotations.read_only_hint is True and get.annotations.idempotent_hint is True
     assert create.output_schema is not None and "run_id" in create.output_schema["properties"]
     properties = create.input_schema["properties"]
-    for field in ("input", "processor", "task_spec", "metadata", "source_policy", "advanced_settings"):
+    for field in ("input", "processor", "output_schema", "input_schema", "metadata", "source_policy"):
         assert field in properties
-    for field in ("previous_interaction_id", "mcp_servers", "enable_events", "webhook", "wait_seconds"):
+    for field in ("advanced_settings", "previous_interaction_id", "mcp_servers", "enable_events", "webhook_url"):
         assert field in properties
-    assert "ultra8x-fast" in str(properties["processor"])
-    assert create.description is not None and "no cancel" in create.description
+    for field in ("memory_scope_key", "idempotency_key", "force_new", "wait_seconds"):
+        assert field in properties
+    assert "ultra8x" in str(properties["processor"]) and "-fast" in str(properties["processor"])
+    assert create.description is not None and "No cancel" in create.description
     assert len(create.description) < 2000 and get.description is not None and len(get.description) < 2000
 
 
@@ -54,7 +56,7 @@ async def test_a_run_that_finishes_inside_the_wait_returns_its_json_output_and_c
     arguments = {
         "input": {"company": "Acme Corp"},
         "processor": "core",
-        "task_spec": {"output_schema": {"type": "json", "json_schema": PERSON_SCHEMA}},
+        "output_schema": PERSON_SCHEMA,
         "wait_seconds": 10,
     }
     async with mcp_session(EmulatorConfig(instant=True), mode=mode) as session:
@@ -140,7 +142,7 @@ async def test_an_unknown_run_id_is_a_tool_error_that_says_what_a_run_id_looks_l
     ("arguments", "needle"),
     [
         ({"metadata": {"a_very_long_metadata_key": 1}}, "metadata"),
-        ({"task_spec": {"output_schema": {"type": "json", "json_schema": {"type": "array"}}}}, "root"),
+        ({"output_schema": {"type": "array"}}, "root"),
         ({"source_policy": {"include_domains": [f"d{i}.com" for i in range(201)]}}, "200"),
         ({"processor": "mega"}, "processor"),
         ({"mcp_servers": [{"name": f"s{i}", "url": "http://127.0.0.1:9/mcp"} for i in range(11)]}, "10"),
@@ -186,7 +188,7 @@ async def test_a_large_output_is_paged_under_the_budget_and_pages_chain_to_the_e
 
 
 async def test_fields_narrow_the_output_and_an_unknown_field_is_a_tool_error() -> None:
-    arguments = {"input": "Acme", "task_spec": {"output_schema": {"type": "json", "json_schema": PERSON_SCHEMA}}}
+    arguments = {"input": "Acme", "output_schema": PERSON_SCHEMA}
     async with mcp_session(EmulatorConfig(instant=True)) as session:
         view = structured(await session.call("create_task_run", {**arguments, "wait_seconds": 5}))
         narrowed = structured(await session.call("get_task_run", {"run_id": view["run_id"], "fields": ["ceo"]}))

@@ -24,6 +24,8 @@ from typing import Literal
 
 from anyio.abc import TaskGroup
 
+from parallel_mcp.errors import ParallelMCPError
+
 logger = logging.getLogger(__name__)
 
 IntentKind = Literal["run", "group"]
@@ -87,8 +89,8 @@ class GroupRecord:
     cost_usd: float = 0.0
 
 
-class StoreError(Exception):
-    """The store is unreachable or failed; the message never holds a password or a URL."""
+class StoreError(ParallelMCPError):
+    """The store is unreachable or failed; the message never holds a password."""
 
 
 class Store(abc.ABC):

@@ -30,6 +30,7 @@ from parallel_mcp.store import (
     JournalEntry,
     RunRecord,
     Store,
+    StoreError,
 )
 
 if TYPE_CHECKING:
@@ -199,20 +200,30 @@ class SQLiteStore(Store):
         return self._db
 
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        import sqlite3
+
         with self._lock:
-            return work(self._connection())
+            try:
+                return work(self._connection())
+            except sqlite3.Error as exc:
+                raise StoreError(f"the run journal {self.location} failed: {exc}") from exc
 
     @contextmanager
     def _transaction(self) -> Generator[sqlite3.Connection]:
+        import sqlite3
+
         with self._lock:
             db = self._connection()
-            db.execute("BEGIN IMMEDIATE")
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"the run journal {self.location} failed: {exc}") from exc
 
     async def close(self) -> None:
         with self._lock:
