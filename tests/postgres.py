@@ -43,6 +43,8 @@ _SETTINGS = {
     # Small containers give /dev/shm 64 MiB; mmap'd DSM in the data dir never runs out.
     "dynamic_shared_memory_type": "mmap",
 }
+DEBIAN_BINARIES = Path("/usr/lib/postgresql")
+"""Where Debian's packages put each version's binaries, off PATH."""
 MISSING_BINARIES = (
     "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or in /usr/lib/postgresql/*/bin: "
     "the PostgreSQL store tests start their own throwaway cluster and need them "
@@ -271,7 +273,7 @@ def _find_bindir() -> Path:
         bindir = Path(os.path.realpath(found)).parent
         if (bindir / "initdb").exists():
             return bindir
-    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: float(p.parts[-3]))
+    debian = sorted(DEBIAN_BINARIES.glob("*/bin/initdb"), key=lambda p: float(p.parts[-3]))
     if debian:
         return debian[-1].parent
     raise PostgresError(MISSING_BINARIES)

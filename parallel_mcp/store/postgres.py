@@ -1,23 +1,16 @@
-"""The shared store: one PostgreSQL database that several replicas use at once.
+"""The shared store: one PostgreSQL database that replicas use at once (psycopg, imported on first use).
 
-psycopg and its pool are imported on first use, so a server without a database never loads them.
-The pool opens, and the schema migrates, at the first call; the migration runs under an advisory
-lock, so replicas that start together migrate once and agree on one installation secret.
-
-Claims mirror the SQLite store's, which serialises every claim in `BEGIN IMMEDIATE`: here a claim's
-transaction first takes advisory locks on its key and on its body (owner and kind included), so
-claims of the same intent are serialised across replicas while unrelated ones run in parallel; the
+The pool opens and the schema migrates at the first call, under an advisory lock: replicas that
+start together migrate once and share one installation secret. Claims mirror SQLite's, which
+serialises them with `BEGIN IMMEDIATE`: here a claim's transaction first locks its key and its body
+(advisory locks), so claims of one intent queue across replicas while others run in parallel; the
 partial unique indexes (`key_slot = 1`, `fp_slot = 1`) back that up.
 
-Events go through `NOTIFY parallel_mcp_events` (the payload is the event). `start` runs a listener
-on its own connection that delivers every notification, this replica's own included, to local
-subscribers. It reconnects with backoff when the database goes away; notifications sent while it
-was away are lost, so after every reconnect it delivers `RESYNC_EVENT`: subscribers re-read the
-state they wait on.
-
-Every failure raises `StoreError` naming the database without its password, within about
-`timeout` seconds when the database is unreachable, and the store recovers by itself once the
-database is back.
+Events travel as `NOTIFY parallel_mcp_events` (payload: the event). The listener that `start` runs
+delivers them, this replica's own included, and reconnects with backoff after an outage; what was
+sent meanwhile is lost, so after a reconnect it delivers `RESYNC_EVENT`: re-read what you wait on.
+Failures raise `StoreError` naming the database without its password, within about `timeout`
+seconds when it is unreachable; the store recovers by itself once the database is back.
 """
 
 from __future__ import annotations
@@ -52,6 +45,9 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
     from psycopg_pool import AsyncConnectionPool
 
+    Conn = AsyncConnection[Any]
+    Pool = AsyncConnectionPool[Conn]
+
 logger = logging.getLogger(__name__)
 
 CHANNEL: Final = "parallel_mcp_events"
@@ -64,60 +60,39 @@ LISTEN_BACKOFF = (0.1, 2.0)
 LISTEN_PROBE_SECONDS = 30.0
 """A listener idle this long checks its connection (a silently dead peer sends no error)."""
 
-# Each entry migrates the previous version to its number; `meta` records the version reached.
+# Each entry migrates the previous version to its number; `meta` records the version reached. The
+# tables are SQLite's (REAL as DOUBLE PRECISION), plus `runs.seq` for what SQLite's rowid gives.
 _MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
         """
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE runs (
-            owner TEXT NOT NULL,
-            run_id TEXT NOT NULL,
-            processor TEXT NOT NULL,
-            status TEXT NOT NULL,
-            input_excerpt TEXT NOT NULL,
-            idempotency_key TEXT,
-            interaction_id TEXT,
-            created_at TEXT COLLATE "C",
-            updated_at TEXT NOT NULL
-                DEFAULT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-            group_id TEXT,
-            cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
-            seq BIGSERIAL NOT NULL,
+            owner TEXT NOT NULL, run_id TEXT NOT NULL, processor TEXT NOT NULL, status TEXT NOT NULL,
+            input_excerpt TEXT NOT NULL, idempotency_key TEXT, interaction_id TEXT,
+            created_at TEXT COLLATE "C",  -- ISO 8601 text, sorted bytewise as SQLite does whatever the locale
+            updated_at TEXT NOT NULL DEFAULT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+            group_id TEXT, cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+            seq BIGSERIAL NOT NULL,  -- the order of insertion, which breaks ties of created_at
             PRIMARY KEY (owner, run_id)
         );
         CREATE INDEX runs_by_time ON runs (owner, created_at);
         CREATE TABLE intents (
-            id TEXT PRIMARY KEY,
-            owner TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            idempotency_key TEXT,
-            fingerprint TEXT NOT NULL,
-            state TEXT NOT NULL,
-            target_id TEXT,
-            key_slot INTEGER NOT NULL DEFAULT 0,
-            fp_slot INTEGER NOT NULL DEFAULT 0,
-            created_at DOUBLE PRECISION NOT NULL,
-            updated_at DOUBLE PRECISION NOT NULL
+            id TEXT PRIMARY KEY, owner TEXT NOT NULL, kind TEXT NOT NULL, idempotency_key TEXT,
+            fingerprint TEXT NOT NULL, state TEXT NOT NULL, target_id TEXT,
+            key_slot INTEGER NOT NULL DEFAULT 0, fp_slot INTEGER NOT NULL DEFAULT 0,
+            created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL
         );
         CREATE UNIQUE INDEX intents_by_key ON intents (owner, kind, idempotency_key) WHERE key_slot = 1;
         CREATE UNIQUE INDEX intents_by_fingerprint ON intents (owner, kind, fingerprint) WHERE fp_slot = 1;
         CREATE INDEX intents_recent ON intents (owner, kind, fingerprint, created_at);
         CREATE TABLE groups (
-            owner TEXT NOT NULL,
-            group_id TEXT NOT NULL,
-            processor TEXT NOT NULL,
-            input_excerpt TEXT NOT NULL,
-            num_runs INTEGER NOT NULL,
-            cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
-            created_at TEXT,
+            owner TEXT NOT NULL, group_id TEXT NOT NULL, processor TEXT NOT NULL, input_excerpt TEXT NOT NULL,
+            num_runs INTEGER NOT NULL, cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0, created_at TEXT,
             PRIMARY KEY (owner, group_id)
         );
         CREATE TABLE results (
-            owner TEXT NOT NULL,
-            run_id TEXT NOT NULL,
-            body TEXT NOT NULL,
-            stored_at DOUBLE PRECISION NOT NULL,
+            owner TEXT NOT NULL, run_id TEXT NOT NULL, body TEXT NOT NULL, stored_at DOUBLE PRECISION NOT NULL,
             PRIMARY KEY (owner, run_id)
         );
         CREATE TABLE deliveries (id TEXT PRIMARY KEY, received_at DOUBLE PRECISION NOT NULL);
@@ -185,9 +160,9 @@ class PostgresStore(Store):
         self.location = redact(url)
         self._timeout = timeout
         self._max_size = max_size
-        self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
+        self._pool: Pool | None = None
         self._migrated = False
-        self._opening = anyio.Lock()
+        self._opening: tuple[anyio.Event, list[StoreError]] | None = None
         self._listening = False
         self._listener: anyio.CancelScope | None = None
 
@@ -196,39 +171,52 @@ class PostgresStore(Store):
 
     # -- connections -------------------------------------------------------------------------------
 
-    async def _ready(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
-        if self._pool is not None and self._migrated:
-            return self._pool
-        async with self._opening:
-            if self._pool is None:
-                from psycopg_pool import AsyncConnectionPool
+    async def _ready(self) -> Pool:
+        """The pool, opened and the schema migrated; concurrent first calls share one attempt and its outcome."""
+        while self._pool is None or not self._migrated:
+            attempt = self._opening
+            if attempt is not None:  # another call is opening: its failure is this call's too (bounded wait)
+                await attempt[0].wait()
+                if attempt[1]:
+                    raise StoreError(str(attempt[1][0]))
+                continue
+            attempt = self._opening = (anyio.Event(), list[StoreError]())
+            try:
+                await self._open()
+            except StoreError as exc:
+                attempt[1].append(exc)
+                raise
+            finally:
+                self._opening = None
+                attempt[0].set()
+        return self._pool
 
-                pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
-                    self._url,
-                    open=False,  # opening in the constructor is deprecated (a RuntimeWarning)
-                    min_size=1,
-                    max_size=self._max_size,
-                    kwargs={"autocommit": True, "connect_timeout": max(2, round(self._timeout))},
-                    configure=_configure,
-                    # A connection that died with a restarted server is replaced before anyone gets it.
-                    check=AsyncConnectionPool.check_connection,
-                    timeout=self._timeout,
-                    # Giving up soon lets the next call retry at once instead of after a long backoff.
-                    reconnect_timeout=2.0,
-                    name="parallel-mcp-store",
-                )
-                await pool.open(wait=False)
-                self._pool = pool
-            if not self._migrated:
-                async with self._connection(ready=self._pool) as conn:
-                    await _migrate(conn)
-                self._migrated = True
-            return self._pool
+    async def _open(self) -> None:
+        from psycopg_pool import AsyncConnectionPool
+
+        if self._pool is None:
+            pool: Pool = AsyncConnectionPool(
+                self._url,
+                open=False,  # opening in the constructor is deprecated (a RuntimeWarning)
+                min_size=1,
+                max_size=self._max_size,
+                kwargs={"autocommit": True, "connect_timeout": max(2, round(self._timeout))},
+                configure=_configure,
+                # A connection that died with a restarted server is replaced before anyone gets it.
+                check=AsyncConnectionPool.check_connection,
+                timeout=self._timeout,
+                # Giving up soon lets the next call retry at once instead of after a long backoff.
+                reconnect_timeout=2.0,
+                name="parallel-mcp-store",
+            )
+            await pool.open(wait=False)
+            self._pool = pool
+        async with self._connection(ready=self._pool) as conn:
+            await _migrate(conn)
+        self._migrated = True
 
     @asynccontextmanager
-    async def _connection(
-        self, ready: AsyncConnectionPool[AsyncConnection[Any]] | None = None
-    ) -> AsyncGenerator[AsyncConnection[Any]]:
+    async def _connection(self, ready: Pool | None = None) -> AsyncGenerator[Conn]:
         """A pooled connection (autocommit); any database failure becomes a `StoreError`."""
         import psycopg
 
@@ -242,7 +230,7 @@ class PostgresStore(Store):
             raise StoreError(f"the PostgreSQL store at {self.location} failed: {self._reason(exc)}") from exc
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncGenerator[AsyncConnection[Any]]:
+    async def _transaction(self) -> AsyncGenerator[Conn]:
         async with self._connection() as conn, conn.transaction():
             yield conn
 
@@ -374,7 +362,7 @@ class PostgresStore(Store):
                     if earlier.outcome != "unknown" or not force_new:
                         return earlier
                     await conn.execute("UPDATE intents SET key_slot = 0 WHERE id = %s", (earlier.intent_id,))
-                return await _insert(conn, owner, kind, fingerprint, idempotency_key, now, key_slot=1, fp_slot=0)
+                return await _insert(conn, owner, kind, fingerprint, idempotency_key, now, 1, 0)
             if window > 0 and not force_new:
                 cursor = await conn.execute(
                     f"SELECT {_INTENT_COLUMNS} FROM intents WHERE owner = %s AND kind = %s AND fingerprint = %s"
@@ -389,7 +377,7 @@ class PostgresStore(Store):
                 " AND (created_at < %s OR %s)",
                 (owner, kind, fingerprint, now - window, force_new),
             )
-            return await _insert(conn, owner, kind, fingerprint, None, now, key_slot=0, fp_slot=int(window > 0))
+            return await _insert(conn, owner, kind, fingerprint, None, now, 0, int(window > 0))
 
     async def intent(self, intent_id: str, *, now: float) -> Claim | None:
         async with self._connection() as conn:
@@ -484,12 +472,12 @@ class PostgresStore(Store):
             return cursor.rowcount == 1
 
 
-async def _configure(conn: AsyncConnection[Any]) -> None:
+async def _configure(conn: Conn) -> None:
     # A lock or a query that hangs must end as an error, not hold a tool call and a connection.
     await conn.execute("SET statement_timeout = '15s'")
 
 
-async def _migrate(conn: AsyncConnection[Any]) -> None:
+async def _migrate(conn: Conn) -> None:
     """Bring the schema to `SCHEMA_VERSION` and make the installation secret, once across replicas."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_MIGRATION_LOCK,))
@@ -516,15 +504,7 @@ async def _migrate(conn: AsyncConnection[Any]) -> None:
 
 
 async def _insert(
-    conn: AsyncConnection[Any],
-    owner: str,
-    kind: IntentKind,
-    fingerprint: str,
-    key: str | None,
-    now: float,
-    *,
-    key_slot: int,
-    fp_slot: int,
+    conn: Conn, owner: str, kind: IntentKind, fingerprint: str, key: str | None, now: float, key_slot: int, fp_slot: int
 ) -> Claim:
     intent_id = uuid.uuid4().hex
     await conn.execute(
@@ -535,14 +515,14 @@ async def _insert(
     return Claim(intent_id, "new", None, now, key)
 
 
-async def _set_intent(conn: AsyncConnection[Any], intent_id: str, state: str, target_id: str | None = None) -> None:
+async def _set_intent(conn: Conn, intent_id: str, state: str, target_id: str | None = None) -> None:
     await conn.execute(
         "UPDATE intents SET state = %s, target_id = COALESCE(%s, target_id), updated_at = %s WHERE id = %s",
         (state, target_id, time.time(), intent_id),
     )
 
 
-async def _insert_runs(conn: AsyncConnection[Any], owner: str, runs: list[RunRecord], key: str | None) -> None:
+async def _insert_runs(conn: Conn, owner: str, runs: list[RunRecord], key: str | None) -> None:
     # Like SQLite's INSERT OR REPLACE: every column anew, a fresh updated_at and a new place in the order.
     async with conn.cursor() as cursor:
         await cursor.executemany(

@@ -12,15 +12,17 @@ import time
 import traceback
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 import anyio
 import anyio.to_thread
 import psycopg
 import pytest
 
+import tests.postgres
 from parallel_mcp.store import Claim, RunRecord, StoreError
 from parallel_mcp.store.postgres import RESYNC_EVENT, SCHEMA_VERSION, PostgresStore, redact
-from tests.postgres import StopMode, TemporaryPostgres, free_port
+from tests.postgres import MISSING_BINARIES, PostgresError, StopMode, TemporaryPostgres, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -153,14 +155,27 @@ async def test_a_stopped_database_fails_calls_quickly_with_a_clear_error_and_eve
     assert postgres_server.password not in caplog.text
 
 
-async def test_an_unreachable_database_is_a_store_error_within_seconds_and_start_does_not_wait_for_it() -> None:
+async def test_an_unreachable_database_fails_concurrent_calls_within_seconds_and_start_does_not_wait_for_it() -> None:
     url = f"postgresql://someone:s3cret-pw@127.0.0.1:{free_port()}/nowhere"
+    failures: list[StoreError] = []
+    started = time.monotonic()
     with anyio.fail_after(10):
         async with replica(url, timeout=1.0) as store:
-            with pytest.raises(StoreError) as failure:
-                await store.recent("alice", limit=5, active_only=False)
-    assert str(failure.value).startswith(f"the PostgreSQL store at postgresql://someone@127.0.0.1:{url.split(':')[3]}")
-    assert "s3cret-pw" not in "".join(traceback.format_exception(failure.value))
+
+            async def one() -> None:
+                with pytest.raises(StoreError) as failure:
+                    await store.recent("alice", limit=5, active_only=False)
+                failures.append(failure.value)
+
+            async with anyio.create_task_group() as tasks:
+                for _ in range(5):
+                    tasks.start_soon(one)
+    # The calls share the first attempt to open the store instead of queueing one timeout each.
+    assert len(failures) == 5 and time.monotonic() - started < 1.0 + 2.0
+    for failure in failures:
+        assert str(failure) == f"the PostgreSQL store at {store.location} is unreachable: Connection refused"
+        assert store.location.startswith("postgresql://someone@127.0.0.1:")
+        assert "s3cret-pw" not in "".join(traceback.format_exception(failure))
 
 
 async def test_a_failed_statement_is_a_store_error_but_not_an_outage(postgres_url: str) -> None:
@@ -186,3 +201,13 @@ def test_the_location_and_repr_never_show_the_password(url: str, shown: str) -> 
     assert redact(url) == shown
     store = PostgresStore(url)
     assert store.location == shown and "pw-1" not in repr(store)
+
+
+def test_without_postgresql_binaries_the_test_cluster_fails_loudly_rather_than_skipping(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(tests.postgres, "DEBIAN_BINARIES", tmp_path)
+    with pytest.raises(PostgresError, match="apt-get install -y postgresql") as failure:
+        TemporaryPostgres()
+    assert str(failure.value) == MISSING_BINARIES
