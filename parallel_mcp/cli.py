@@ -10,6 +10,7 @@ from pathlib import Path
 
 from parallel_mcp import __version__
 from parallel_mcp.config import ConfigError, Settings, load_settings
+from parallel_mcp.exposure import check_serving
 
 logger = logging.getLogger("parallel_mcp")
 
@@ -29,6 +30,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
     serve.add_argument("--multi-user", action="store_true", default=None, help="each HTTP request brings its key")
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=None,
+        help="serve HTTP beyond loopback without a token or OAuth (only behind something that authenticates)",
+    )
 
     emulator = commands.add_parser("emulator", help="serve the Task API emulator")
     emulator.add_argument("--host", default="127.0.0.1")
@@ -73,8 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "host": getattr(args, "host", None),
                 "port": getattr(args, "port", None),
                 "multi_user": getattr(args, "multi_user", None),
+                "allow_unauthenticated": getattr(args, "allow_unauthenticated", None),
             }
         settings = load_settings(args.config, **overrides)
+        warning = check_serving(settings) if command == "serve" else None
     except ConfigError as exc:
         sys.stderr.write(f"parallel-mcp: {exc}\n")
         return 2
@@ -83,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from parallel_mcp.run_command import run_task
 
         return run_task(args, config_file=args.config)
+    if warning is not None:
+        sys.stderr.write(warning + "\n")
     return _serve(settings)
 
 
@@ -93,7 +104,9 @@ def _serve(settings: Settings) -> int:
 
     server = create_server(settings)
     if settings.transport == "stdio":
-        anyio.run(server.run_stdio_async)
+        from parallel_mcp.stdio_guard import run_stdio
+
+        anyio.run(run_stdio, server)
         return 0
     from parallel_mcp.http_app import serve_http
 

@@ -152,7 +152,7 @@ class Settings(BaseModel):
 
     @property
     def uses_oauth(self) -> bool:
-        """True when HTTP users sign in with the OAuth issuer (ignored on stdio, where the user is the process owner)."""
+        """True when HTTP users sign in with the OAuth issuer (on stdio the user is whoever started the process)."""
         return self.oauth_issuer is not None and self.transport != "stdio"
 
     @property
