@@ -211,3 +211,18 @@ def test_without_postgresql_binaries_the_test_cluster_fails_loudly_rather_than_s
     with pytest.raises(PostgresError, match="apt-get install -y postgresql") as failure:
         TemporaryPostgres()
     assert str(failure.value) == MISSING_BINARIES
+
+
+async def test_a_wrong_password_is_a_clear_store_error_showing_no_password(
+    postgres_server: TemporaryPostgres, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = postgres_url.replace(postgres_server.password, "not-the-pw-42")
+    with anyio.fail_after(10):
+        async with replica(wrong, timeout=1.0) as store:
+            with pytest.raises(StoreError) as failure:
+                await store.secret()
+    reason = 'FATAL:  password authentication failed for user "test"'
+    assert str(failure.value) == f"the PostgreSQL store at {store.location} is unreachable: {reason}"
+    shown = "".join(traceback.format_exception(failure.value)) + caplog.text + store.location + repr(store)
+    assert "not-the-pw-42" not in shown and postgres_server.password not in shown
