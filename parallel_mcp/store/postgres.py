@@ -296,7 +296,7 @@ class PostgresStore(Store):
                             async for notification in conn.notifies(timeout=LISTEN_PROBE_SECONDS):
                                 self._deliver(notification.payload)
                             await conn.execute("SELECT 1")
-                except psycopg.Error as exc:
+                except Exception as exc:  # the listener outlives outages; anything unforeseen shows its traceback
                     # Said once per outage; the attempts that follow are debug noise.
                     logger.log(
                         logging.DEBUG if lost else logging.WARNING,
@@ -304,6 +304,7 @@ class PostgresStore(Store):
                         self.location,
                         self._reason(exc),
                         delay,
+                        exc_info=not isinstance(exc, psycopg.Error),
                     )
                     lost = True
                 finally:
