@@ -6,10 +6,12 @@ import subprocess
 from pathlib import Path
 
 import anyio
+import httpx2
 import parallel
 import pytest
 
 from tests.processes import command, http_server, server_env
+from tests.test_http_app import INITIALIZE, MCP_HEADERS
 
 pytestmark = pytest.mark.anyio
 
@@ -58,3 +60,39 @@ def test_a_missing_config_file_exits_2(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+def test_serving_http_beyond_loopback_without_authentication_refuses_to_start_and_says_how_to_fix_it() -> None:
+    done = subprocess.run(
+        command("serve", "--transport", "streamable-http", "--host", "0.0.0.0", "--port", "0"),
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    for remedy in ("--allow-unauthenticated", "PARALLEL_MCP_AUTH_TOKEN", "PARALLEL_MCP_OAUTH_ISSUER"):
+        assert remedy in done.stderr
+
+
+async def test_allow_unauthenticated_serves_beyond_loopback_with_a_loud_warning() -> None:
+    args = ("serve", "--transport", "streamable-http", "--host", "0.0.0.0", "--allow-unauthenticated")
+    with anyio.fail_after(60):
+        async with http_server(*args) as server:
+            port = server.url.rsplit(":", 1)[1].split("/")[0]
+            async with httpx2.AsyncClient() as http:
+                response = await http.post(f"http://127.0.0.1:{port}/mcp", json=INITIALIZE, headers=MCP_HEADERS)
+    assert response.status_code == 200
+    assert any("WITHOUT AUTHENTICATION" in line for line in server.stderr)
+
+
+async def test_a_token_is_enough_to_serve_beyond_loopback_and_nothing_is_answered_without_it() -> None:
+    env = server_env(PARALLEL_MCP_AUTH_TOKEN="tok-0123456789")
+    with anyio.fail_after(60):
+        async with http_server("serve", "--transport", "streamable-http", "--host", "0.0.0.0", env=env) as server:
+            port = server.url.rsplit(":", 1)[1].split("/")[0]
+            async with httpx2.AsyncClient() as http:
+                refused = await http.post(f"http://127.0.0.1:{port}/mcp", json=INITIALIZE, headers=MCP_HEADERS)
+    assert refused.status_code == 401
+    assert not any("WITHOUT AUTHENTICATION" in line for line in server.stderr)

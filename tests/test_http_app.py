@@ -85,3 +85,32 @@ async def test_a_request_body_over_the_limit_is_refused() -> None:
     async with served(transport="streamable-http") as base, httpx2.AsyncClient() as http:
         response = await http.post(f"{base}/mcp", json=huge, headers=MCP_HEADERS)
     assert response.status_code == 413
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer", "bEaReR"])
+async def test_the_bearer_scheme_is_case_insensitive(scheme: str) -> None:
+    headers = {**MCP_HEADERS, "authorization": f"{scheme} {TOKEN}"}
+    async with served(transport="streamable-http", auth_token=TOKEN) as base, httpx2.AsyncClient() as http:
+        response = await http.post(f"{base}/mcp", json=INITIALIZE, headers=headers)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("authorization", [f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", f"Token {TOKEN}", "Bearer"])
+async def test_a_near_miss_of_the_token_or_scheme_is_refused(authorization: str) -> None:
+    headers = {**MCP_HEADERS, "authorization": authorization}
+    async with served(transport="streamable-http", auth_token=TOKEN) as base, httpx2.AsyncClient() as http:
+        response = await http.post(f"{base}/mcp", json=INITIALIZE, headers=headers)
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("request_id", [{"a": 1}, [1], 1.5, True, None])
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+async def test_a_request_whose_id_is_not_a_string_or_integer_gets_a_json_rpc_error_not_202(
+    request_id: object, transport: str
+) -> None:
+    request = {"jsonrpc": "2.0", "id": request_id, "method": "tools/list"}
+    async with served(transport=transport) as base, httpx2.AsyncClient() as http:
+        path = "/mcp" if transport == "streamable-http" else "/messages/?session_id=0123456789abcdef0123456789abcdef"
+        response = await http.post(f"{base}{path}", json=request, headers=MCP_HEADERS)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == -32600 and response.json()["id"] is None
