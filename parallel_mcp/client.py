@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Self, TypeVar, cast
@@ -22,6 +23,7 @@ import httpx2
 from pydantic import BaseModel, ValidationError
 
 from parallel_mcp import __version__
+from parallel_mcp.deadline import remaining
 from parallel_mcp.errors import (
     APIConnectionError,
     APIResponseError,
@@ -328,7 +330,14 @@ class AsyncTaskClient:
         attempt = 0
         while True:
             try:
-                response = await self._request(method, path, json_body, params, headers, read_timeout)
+                response = await self._capped_request(method, path, json_body, params, headers, read_timeout)
+            except _OutOfTime as exc:
+                # The call's deadline: whatever upstream does, the agent gets an answer while its client waits.
+                if create and exc.sent:
+                    raise _may_exist(path, "got no answer within the call's time") from None
+                raise APITimeoutError(
+                    f"{method} {path} got no answer within the call's time", request_sent=exc.sent
+                ) from None
             except httpx2.ConnectError as exc:
                 # Refused or unreachable: nothing reached the API, so any request may retry.
                 error: Exception = APIConnectionError(
@@ -362,9 +371,32 @@ class AsyncTaskClient:
             if retry_after is not None and retry_after > self.max_retry_wait:
                 raise error  # the caller tells the agent when to come back
             delay = backoff_delay(attempt, retry_after)
+            left = remaining()
+            if left is not None and delay >= left:
+                raise error  # a retry could not finish within the call's time
             logger.info("retrying %s %s in %.2fs after %s", method, path, delay, _summary(error))
             await self._sleep(delay)
             attempt += 1
+
+    async def _capped_request(
+        self,
+        method: str,
+        path: str,
+        json_body: Any,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        read_timeout: float | None,
+    ) -> httpx2.Response:
+        """One request, cut when the call's deadline comes (`_OutOfTime`)."""
+        left = remaining()
+        if left is not None and left <= 0:
+            raise _OutOfTime(sent=False)
+        response: httpx2.Response | None = None
+        with anyio.move_on_after(math.inf if left is None else left):
+            response = await self._request(method, path, json_body, params, headers, read_timeout)
+        if response is None:
+            raise _OutOfTime(sent=True)
+        return response
 
     async def _request(
         self,
@@ -399,7 +431,8 @@ class AsyncTaskClient:
         }
         http = await self._pool.http()
         self._pool.requests += 1
-        timeout = httpx2.Timeout(None, connect=self._pool.timeout.connect)
+        # A stream may stay quiet for long; it is bounded by the call's deadline when there is one.
+        timeout = httpx2.Timeout(remaining(), connect=self._pool.timeout.connect)
         query = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in (params or {}).items()}
         try:
             async with http.stream(
@@ -443,6 +476,14 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
             buffer.append(value.removeprefix(" "))
     if buffer:
         yield "\n".join(buffer)
+
+
+class _OutOfTime(Exception):
+    """The call's deadline came before (`sent` False) or during a request."""
+
+    def __init__(self, *, sent: bool) -> None:
+        super().__init__("out of the call's time")
+        self.sent = sent
 
 
 def _json(response: httpx2.Response) -> Any:

@@ -19,6 +19,7 @@ from parallel_mcp.errors import APIError, ArgumentError, NotFoundError, RunMayEx
 from parallel_mcp.guidance import (
     group_rows_step,
     group_running_step,
+    pending_create_message,
     repeated_create_warning,
     retry_after_hint,
     unconfirmed_create_message,
@@ -167,6 +168,8 @@ class GroupService:
             view = await self._read(client, owner, claim.target_id, wait=wait, sink=sink, processor=request.processor)
             view.warnings.append(repeated_create_warning("group", claim.target_id, self.intents.age(claim), claim))
             return view
+        if claim.outcome == "sending":
+            raise RunMayExistError(pending_create_message("group", claim), group_id=claim.target_id)
         if claim.outcome != "new":
             message = unconfirmed_create_message("group", self.intents.age(claim), claim)
             raise RunMayExistError(message, group_id=claim.target_id)

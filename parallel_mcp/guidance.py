@@ -125,6 +125,15 @@ def unconfirmed_create_message(kind: IntentKind, age: float, claim: Claim) -> st
     )
 
 
+def pending_create_message(kind: IntentKind, claim: Claim) -> str:
+    """A repeat of a create that another call is still sending: nothing new is sent, ask again soon."""
+    same = f"idempotency_key {claim.idempotency_key!r}" if claim.idempotency_key else "the same request"
+    return (
+        f"Another call is creating a {_NOUN[kind]} with {same} right now; nothing new was sent. Call "
+        f"{_CREATE_TOOL[kind]} again in a minute to get that {_NOUN[kind]} (list_task_runs shows it once it exists)."
+    )
+
+
 def unjournaled_warning(target_id: str) -> str:
     """The run (or group) exists upstream but the store did not take it: say so, with its id."""
     return (

@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from parallel_mcp.deadline import remaining
 from parallel_mcp.store import Claim, IntentKind, Store
 
 FOLLOW_POLL_SECONDS = 0.05
@@ -53,7 +54,8 @@ class Intents:
         """Claim `intent`: a `new` claim must be sent; any other names what an earlier request did.
 
         A repeat of an intent that another call is sending right now waits for that call's answer
-        (bounded), so concurrent identical creates end with the same run.
+        (within this call's deadline), so concurrent identical creates end with the same run; a claim
+        still `sending` after that is for the caller to report.
         """
         claim = await self.store.claim(
             intent.owner,
@@ -66,7 +68,8 @@ class Intents:
         )
         if claim.outcome != "sending":
             return claim
-        with anyio.move_on_after(FOLLOW_MAX_SECONDS):
+        patience = remaining()
+        with anyio.move_on_after(FOLLOW_MAX_SECONDS if patience is None else min(FOLLOW_MAX_SECONDS, patience)):
             while claim.outcome == "sending":
                 await anyio.sleep(FOLLOW_POLL_SECONDS)
                 latest = await self.store.intent(claim.intent_id, now=self.clock())

@@ -132,9 +132,7 @@ def render_view(view: TaskRunView) -> str:
     if view.error is not None:
         ref = f" (ref_id: {view.error.ref_id})" if view.error.ref_id else ""
         lines.append(f"Error: {view.error.message}{ref}")
-    if view.warnings:
-        lines.append("Warnings:")
-        lines.extend(f"- {w}" for w in view.warnings)
+    lines.extend(_warnings(view.warnings))
     lines.append(f"Next step: {view.next_step}")
     if view.output is not None:
         lines.append("")
@@ -158,6 +156,10 @@ def _render_progress(view: TaskRunView) -> str:
     return "Progress: " + (" · ".join(parts) if parts else "started")
 
 
+def _warnings(warnings: list[str]) -> list[str]:
+    return ["Warnings:", *(f"- {w}" for w in warnings)] if warnings else []
+
+
 def render_run_list(view: RunListView) -> str:
     """The compact text of a `list_task_runs` result: one line per run."""
     lines = [f"{len(view.runs)} run(s), newest first{' [EMULATED]' if view.emulated else ''}:"]
@@ -178,6 +180,7 @@ def render_group(view: TaskGroupView) -> str:
     ]
     if view.estimated_cost_usd is not None:
         lines.append(f"estimated cost: ${view.estimated_cost_usd:g} for {len(view.run_ids)} runs added")
+    lines.extend(_warnings(view.warnings))
     lines.append(f"Next step: {view.next_step}")
     for row in view.rows or []:
         shown = row.output if row.output is not None else (row.error.message if row.error else row.status)

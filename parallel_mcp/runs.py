@@ -22,6 +22,7 @@ from parallel_mcp.guidance import (
     completed_step,
     failed_step,
     no_output_step,
+    pending_create_message,
     repeated_create_warning,
     retry_after_hint,
     still_running_step,
@@ -188,6 +189,8 @@ class RunService:
             view = await self.get(client, owner, claim.target_id, wait=wait, sink=sink, page=PageRequest())
             view.warnings.append(repeated_create_warning("run", claim.target_id, self.intents.age(claim), claim))
             return view
+        if claim.outcome == "sending":
+            raise RunMayExistError(pending_create_message("run", claim))
         if claim.outcome != "new":
             raise RunMayExistError(unconfirmed_create_message("run", self.intents.age(claim), claim))
         # Once sent, a create is answered and journaled even if the caller goes away: a cut call must

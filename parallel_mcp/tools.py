@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
@@ -31,6 +31,7 @@ from parallel_mcp.arguments import (
     parse,
     run_body,
 )
+from parallel_mcp.deadline import CALL_MARGIN_SECONDS, call_deadline
 from parallel_mcp.errors import ParallelMCPError
 from parallel_mcp.guidance import describe_error, processor_line, run_list_step, unexpected_error_message
 from parallel_mcp.processors import TIER_NAMES, check_cost
@@ -94,6 +95,11 @@ def _wait(app: AppContext, wait_seconds: float | None) -> float:
     return app.settings.wait_seconds if wait_seconds is None else wait_seconds
 
 
+def _within(wait: float) -> AbstractContextManager[None]:
+    """The call's deadline: its wait and a small margin, passed down to every request and retry."""
+    return call_deadline(wait + CALL_MARGIN_SECONDS)
+
+
 async def create_task_run(
     ctx: ToolContext,
     input: Any = None,
@@ -125,15 +131,17 @@ async def create_task_run(
         body = run_body(args, default_processor=app.settings.default_processor)
         check_cost(body.processor, app.settings.max_cost_usd)
         who = await caller(app, ctx.headers)
-        view = await app.runs.create(
-            who.client,
-            who.owner,
-            body,
-            wait=_wait(app, args.wait_seconds),
-            sink=_sink(ctx),
-            idempotency_key=args.idempotency_key,
-            force_new=args.force_new,
-        )
+        wait = _wait(app, args.wait_seconds)
+        with _within(wait):
+            view = await app.runs.create(
+                who.client,
+                who.owner,
+                body,
+                wait=wait,
+                sink=_sink(ctx),
+                idempotency_key=args.idempotency_key,
+                force_new=args.force_new,
+            )
     return _respond(app, view)
 
 
@@ -157,9 +165,9 @@ async def get_task_run(
         wanted = object_id(args.run_id, "run_id", looks_like="trun_...")
         page = PageRequest(offset=args.offset, fields=page_fields(args.fields), include_basis=args.include_basis)
         who = await caller(app, ctx.headers)
-        view = await app.runs.get(
-            who.client, who.owner, wanted, wait=_wait(app, args.wait_seconds), sink=_sink(ctx), page=page
-        )
+        wait = _wait(app, args.wait_seconds)
+        with _within(wait):
+            view = await app.runs.get(who.client, who.owner, wanted, wait=wait, sink=_sink(ctx), page=page)
     return _respond(app, view)
 
 
@@ -202,15 +210,17 @@ async def create_task_group(
         request = group_request(args, default_processor=app.settings.default_processor)
         check_cost(request.processor, app.settings.max_cost_usd)
         who = await caller(app, ctx.headers)
-        view = await app.groups.create(
-            who.client,
-            who.owner,
-            request,
-            wait=_wait(app, args.wait_seconds),
-            sink=_sink(ctx),
-            idempotency_key=args.idempotency_key,
-            force_new=args.force_new,
-        )
+        wait = _wait(app, args.wait_seconds)
+        with _within(wait):
+            view = await app.groups.create(
+                who.client,
+                who.owner,
+                request,
+                wait=wait,
+                sink=_sink(ctx),
+                idempotency_key=args.idempotency_key,
+                force_new=args.force_new,
+            )
     return _respond(app, view)
 
 
@@ -227,9 +237,9 @@ async def get_task_group(
         args = parse(GetGroupArguments, given)
         wanted = object_id(args.task_group_id, "task_group_id", looks_like="tgrp_...")
         who = await caller(app, ctx.headers)
-        view = await app.groups.get(
-            who.client, who.owner, wanted, wait=_wait(app, args.wait_seconds), sink=_sink(ctx), offset=args.offset
-        )
+        wait = _wait(app, args.wait_seconds)
+        with _within(wait):
+            view = await app.groups.get(who.client, who.owner, wanted, wait=wait, sink=_sink(ctx), offset=args.offset)
     return _respond(app, view)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import anyio
 from anyio.abc import Process
@@ -75,3 +77,58 @@ async def http_server(*args: str, env: dict[str, str] | None = None) -> AsyncGen
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+class StdioServer:
+    """A `parallel-mcp serve` subprocess spoken to with raw JSON-RPC lines, so a test can kill it mid-call."""
+
+    def __init__(self, process: Process) -> None:
+        self.process = process
+        self._buffer = b""
+        self._next_id = 0
+
+    @classmethod
+    @asynccontextmanager
+    async def running(cls, env: dict[str, str]) -> AsyncGenerator[StdioServer]:
+        process = await anyio.open_process(command("serve"), env=env, stderr=None)
+        server = cls(process)
+        try:
+            await server.request(
+                "initialize",
+                {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}},
+            )
+            await server.notify("notifications/initialized")
+            yield server
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        await self._send({"jsonrpc": "2.0", "method": method, **({"params": params} if params else {})})
+
+    async def send_request(self, method: str, params: dict[str, Any]) -> int:
+        """Send a request without waiting for its answer; returns its id."""
+        self._next_id += 1
+        await self._send({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
+        return self._next_id
+
+    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Send a request and return its answer (the whole JSON-RPC message)."""
+        return await self.answer(await self.send_request(method, params))
+
+    async def answer(self, request_id: int) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        while True:
+            line, _, rest = self._buffer.partition(b"\n")
+            if _:
+                self._buffer = rest
+                message = cast(dict[str, Any], json.loads(line))
+                if message.get("id") == request_id:
+                    return message
+                continue
+            self._buffer += await self.process.stdout.receive()
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send(json.dumps(message).encode() + b"\n")

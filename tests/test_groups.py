@@ -136,3 +136,34 @@ async def test_adding_runs_that_may_have_been_created_names_the_group_to_check()
         posts = [r for r in session.emulator.state.request_log if r.method == "POST" and r.path.endswith("/runs")]
     assert result.is_error and "tgrp_" in text_of(result) and "get_task_group" in text_of(result)
     assert len(posts) == 1  # not retried: a retry could add the runs twice
+    assert "create_task_run" not in text_of(result)  # the group is what to check, not a single run
+
+
+@pytest.mark.parametrize("stream", ["events", "runs"])
+async def test_a_group_stream_cut_after_one_event_still_answers_with_the_group_and_lists_its_runs(
+    stream: str,
+) -> None:
+    cut = Fault(kind="sse_cut", path=f"*/tasks/groups/*/{stream}", after_events=1)
+    async with mcp_session(EmulatorConfig(speed=2000, faults=[cut])) as session:
+        with anyio.fail_after(20):
+            result = await session.call(
+                "create_task_group", {"inputs": ["a", "b", "c"], "processor": "lite", "wait_seconds": 3}
+            )
+            listed = structured(await session.call("list_task_runs", {}))
+        assert session.emulator.state.run_count == 3
+    view = structured(result)
+    assert view["task_group_id"].startswith("tgrp_") and len(view["run_ids"]) == 3
+    assert sorted(run["run_id"] for run in listed["runs"]) == sorted(view["run_ids"])
+
+
+async def test_a_lost_add_runs_answer_is_reconciled_from_the_group_on_the_next_try() -> None:
+    lost = Fault(kind="drop_response", method="POST", path="/v1/tasks/groups/*/runs", times=1)
+    arguments = {"inputs": ["a", "b"], "processor": "lite", "wait_seconds": 0}
+    async with mcp_session(EmulatorConfig(frozen=True, faults=[lost])) as session:
+        with anyio.fail_after(20):
+            first = await session.call("create_task_group", arguments)
+            again = await session.call("create_task_group", arguments)
+        assert session.emulator.state.run_count == 2  # the lost add made its runs; the retry made none
+    assert first.is_error and "tgrp_" in text_of(first)
+    view = structured(again)
+    assert view["task_group_id"] in text_of(first) and "nothing new was billed" in text_of(again)

@@ -7,9 +7,11 @@ Faults are injected into a live emulator on loopback; the tools are called throu
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -22,6 +24,7 @@ from mcp.types import CallToolResult
 
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.config import Settings
+from parallel_mcp.deadline import CALL_MARGIN_SECONDS
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.faults import Fault
 from parallel_mcp.emulator.runner import RunningEmulator, serve_emulator
@@ -29,6 +32,7 @@ from parallel_mcp.http_app import build_http_app
 from parallel_mcp.processors import PROCESSORS
 from parallel_mcp.server import create_server
 from parallel_mcp.serving import serve_asgi
+from tests.processes import StdioServer, server_env
 from tests.support import API_KEY, Session, Sleeps, mcp_session, structured, text_of
 
 pytestmark = pytest.mark.anyio
@@ -422,3 +426,90 @@ def test_random_and_near_valid_arguments_get_a_result_or_a_clear_error_and_the_s
         created = portal.call(bounded_call, "create_task_run", {"input": "still there?", "wait_seconds": 5})
         fetched = portal.call(bounded_call, "get_task_run", {"run_id": structured(created)["run_id"]})
     assert structured(created)["status"] == structured(fetched)["status"] == "completed"
+
+
+# ----- a stalled upstream ---------------------------------------------------------------------------------
+
+
+async def test_every_call_ends_within_its_wait_plus_the_margin_when_upstream_reads_stall() -> None:
+    # Upstream GETs held for 100 s used to keep a call for three 60 s request timeouts (187 s).
+    stall = Fault(kind="latency", method="GET", path="*", delay=100)
+    wait = 1.0
+    bound = wait + CALL_MARGIN_SECONDS + 1.0
+    async with mcp_session(EmulatorConfig(frozen=True)) as session:
+        run_id = await created_run(session)
+        session.emulator.state.faults.add(stall)
+        took: dict[str, float] = {}
+        results: dict[str, CallToolResult] = {}
+
+        async def timed(name: str, tool: str, arguments: dict[str, Any]) -> None:
+            started = anyio.current_time()
+            results[name] = await session.call(tool, arguments)
+            took[name] = anyio.current_time() - started
+
+        with anyio.fail_after(bound + 5):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(timed, "create", "create_task_run", {"input": "fresh", "wait_seconds": wait})
+                tasks.start_soon(timed, "get", "get_task_run", {"run_id": run_id, "wait_seconds": wait})
+        assert session.emulator.state.run_count == 2
+    assert max(took.values()) <= bound, took
+    created = structured(results["create"])  # the run exists: its id, and why its status is unknown
+    assert created["run_id"] and any("reading its status failed" in w for w in created["warnings"])
+    assert "within the call's time" in error_text(results["get"])
+
+
+async def test_a_create_that_upstream_holds_past_the_calls_time_says_a_run_may_exist() -> None:
+    stall = Fault(kind="latency", method="POST", path=RUNS, delay=100)
+    async with mcp_session(EmulatorConfig(frozen=True, faults=[stall])) as session:
+        with anyio.fail_after(1.0 + CALL_MARGIN_SECONDS + 5):
+            result = await session.call("create_task_run", {"input": "q", "wait_seconds": 1})
+            again = await session.call("create_task_run", {"input": "q", "wait_seconds": 1})
+    assert "may have created a run" in error_text(result) and "force_new" in error_text(result)
+    assert "cannot be confirmed" in error_text(again)
+
+
+# ----- a server killed mid-create -------------------------------------------------------------------------
+
+
+async def test_a_server_killed_while_its_create_is_in_flight_does_not_bill_again_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "journal.sqlite3"
+    create: dict[str, Any] = {"input": "q", "processor": "pro", "wait_seconds": 0}
+    arguments: dict[str, Any] = {"name": "create_task_run", "arguments": create}
+    async with serve_emulator(EmulatorConfig(frozen=True)) as emulator:
+        held = emulator.state.faults.add(Fault(kind="latency", method="POST", path=RUNS, delay=1.0, times=1))
+        env = server_env(
+            PARALLEL_API_KEY="k-kill", PARALLEL_BASE_URL=emulator.base_url, PARALLEL_MCP_JOURNAL=str(journal)
+        )
+        with anyio.fail_after(30):
+            async with StdioServer.running(env) as first_life:
+                await first_life.send_request("tools/call", arguments)
+                await until(lambda: held.fired == 1 and intents_sending(journal) == 1)  # upstream holds the POST
+                first_life.process.kill()  # kill -9 while the create is in flight
+            await until(lambda: emulator.state.run_count == 1)  # the real service keeps the run
+            async with StdioServer.running(env) as second_life:
+                again = await second_life.request("tools/call", arguments)
+                forced = await second_life.request(
+                    "tools/call", {**arguments, "arguments": {**create, "force_new": True}}
+                )
+        assert emulator.state.run_count == 2  # the retry made none; only force_new did
+    said = again["result"]["content"][0]["text"]
+    assert again["result"]["isError"] and "nothing new was sent" in said
+    assert not forced["result"]["isError"]
+
+
+def intents_sending(journal: Path) -> int:
+    if not journal.exists():
+        return 0
+    with sqlite3.connect(journal) as db:
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM intents WHERE state = 'sending'").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0  # not migrated yet
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Wait, bounded by the caller's fail_after, for something another process does."""
+    while not predicate():
+        await anyio.sleep(0.02)
