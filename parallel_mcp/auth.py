@@ -94,6 +94,8 @@ class KeyUnavailableError(Exception):
 class _KeySet:
     keys: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     fetched_at: float = -float("inf")
+    generation: int = 0
+    """Counts fetches: a request that missed a kid in generation N waits for N + 1, not for a clock tick."""
 
 
 class JwtVerifier:
@@ -174,10 +176,11 @@ class JwtVerifier:
         kid = header.get("kid")
         found = self._pick(await self._current_keys(), kid, alg)
         if found is None and kid is not None:
+            seen = self._keys.generation
             now = self._clock()
             if now - self._last_unknown_kid_refetch >= UNKNOWN_KID_COOLDOWN_SECONDS:
                 self._last_unknown_kid_refetch = now
-                found = self._pick(await self._current_keys(newer_than=now), kid, alg)
+                found = self._pick(await self._current_keys(newer_than=seen), kid, alg)
             else:  # a refetch may be under way: its keys may hold this kid
                 found = self._pick(await self._current_keys(), kid, alg)
         if found is None:
@@ -194,13 +197,13 @@ class JwtVerifier:
         fitting = [key for key in keys if key.get("alg") in (None, alg)]
         return fitting[0] if len(fitting) == 1 else None
 
-    def _fresh(self, newer_than: float | None) -> bool:
-        if newer_than is not None and self._keys.fetched_at < newer_than:
+    def _fresh(self, newer_than: int | None) -> bool:
+        if newer_than is not None and self._keys.generation <= newer_than:
             return False
         return self._clock() - self._keys.fetched_at < KEYS_MAX_AGE_SECONDS
 
-    async def _current_keys(self, *, newer_than: float | None = None) -> list[dict[str, Any]]:
-        """The issuer's signing keys; refetched when old, or fetched before `newer_than`."""
+    async def _current_keys(self, *, newer_than: int | None = None) -> list[dict[str, Any]]:
+        """The issuer's signing keys; refetched when old, or when they are still generation `newer_than`."""
         if self._lock is None:
             self._lock = anyio.Lock()
         if not self._lock.locked() and self._fresh(newer_than):
@@ -225,7 +228,7 @@ class JwtVerifier:
                     self._keys.fetched_at = started - KEYS_MAX_AGE_SECONDS + DISCOVERY_RETRY_SECONDS
                     return self._keys.keys
                 raise KeyUnavailableError(f"the issuer's keys at {jwks_uri} could not be read: {exc}") from None
-            self._keys = _KeySet(keys, started)
+            self._keys = _KeySet(keys, started, self._keys.generation + 1)
             logger.info("fetched %d signing key(s) of %s", len(keys), self.issuer)
             return keys
 
