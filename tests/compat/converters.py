@@ -206,3 +206,54 @@ def anthropic_problems(tools: list[ToolDict]) -> Problems:
         if found:
             problems[name] = found
     return problems
+
+
+# LangChain --------------------------------------------------------------------------------------------
+
+
+def langchain_problems(tools: list[ToolDict], target: str) -> Problems:
+    """`target`: openai-strict (`bind_tools(..., strict=True)` of ChatOpenAI and ChatAnthropic) or gemini
+    (langchain-google-genai). The tool is built as langchain-mcp-adapters builds it, a `StructuredTool`
+    whose `args_schema` is the input schema; `test_langchain` runs the adapters themselves."""
+    from langchain_core.tools import StructuredTool
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+    from langchain_google_genai._function_utils import (  # pyright: ignore[reportPrivateUsage] - what bind_tools runs
+        convert_to_genai_function_declarations,
+    )
+
+    async def never_called(**kwargs: Any) -> tuple[str, None]:
+        raise AssertionError(kwargs)
+
+    samples = samples_for(tools)
+    problems: Problems = {}
+    for tool in tools:
+        name = tool["name"]
+        structured = StructuredTool(
+            name=name,
+            description=tool.get("description") or "",
+            args_schema=schema_of(tool),
+            coroutine=never_called,
+            response_format="content_and_artifact",
+        )
+        found: list[str] = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                if target == "openai-strict":
+                    converted: Schema = convert_to_openai_tool(structured, strict=True)["function"]["parameters"]
+                    found += unexpressible(samples.get(name, []), converted, strict=True)
+                else:
+                    (declared,) = convert_to_genai_function_declarations([structured])
+                    declaration = (declared.function_declarations or [])[0]
+                    assert declaration.parameters is not None
+                    dumped: Schema = declaration.parameters.model_dump(mode="json", exclude_none=True)
+                    found += _gemini_lint(dumped)
+                    found += unexpressible(
+                        samples.get(name, []), cast(Schema, _gemini_as_json_schema(dumped)), strict=False
+                    )
+            except Exception as exc:
+                found.append(_failed(exc))
+        found += [f"warns: {str(warning.message)[:160]}" for warning in caught]
+        if found:
+            problems[name] = found
+    return problems

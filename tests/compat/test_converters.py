@@ -6,7 +6,13 @@ design before issue 8). Asserting both keeps "this failed before" explicit and p
 
 from __future__ import annotations
 
-from tests.compat.converters import anthropic_problems, gemini_problems, openai_agents_problems, pydantic_ai_problems
+from tests.compat.converters import (
+    anthropic_problems,
+    gemini_problems,
+    langchain_problems,
+    openai_agents_problems,
+    pydantic_ai_problems,
+)
 from tests.compat.support import (
     BUDGET_CHARS,
     OLD_SIZE_CHARS,
@@ -96,3 +102,22 @@ def test_anthropic_strict_transform_closed_the_old_free_form_objects_and_express
     for name in CREATE_TOOLS:
         assert any("json_schema: Additional properties are not allowed" in problem for problem in old[name]), old[name]
     assert anthropic_problems(current_tools) == {}
+
+
+def test_langchain_strict_binding_closed_the_old_metadata_and_expresses_every_body_now(
+    current_tools: list[ToolDict],
+) -> None:
+    """`bind_tools(..., strict=True)` on tools built as langchain-mcp-adapters builds them (see test_langchain)."""
+    old = langchain_problems(old_tools(), "openai-strict")
+    assert set(old) == CREATE_TOOLS
+    assert langchain_problems(current_tools, "openai-strict") == {}
+
+
+def test_langchain_google_genai_declared_old_objects_gemini_rejects_and_takes_every_tool_now(
+    current_tools: list[ToolDict],
+) -> None:
+    old = langchain_problems(old_tools(), "gemini")
+    assert set(old) == CREATE_TOOLS
+    for problems in old.values():
+        assert any("OBJECT without properties" in problem for problem in problems), problems
+    assert langchain_problems(current_tools, "gemini") == {}
