@@ -31,7 +31,7 @@ from parallel_mcp.models import TaskGroup, TaskRunEvent, TaskRunInput, TaskRunJs
 from parallel_mcp.paging import cut_value
 from parallel_mcp.processors import get_processor
 from parallel_mcp.runs import excerpt, quietly
-from parallel_mcp.store import Claim, GroupRecord, RunRecord, Store, StoreError
+from parallel_mcp.store import Claim, GroupRecord, RunRecord, Store, StoreError, group_ended
 from parallel_mcp.views import GroupRunRow, PageInfo, RunError, TaskGroupView
 from parallel_mcp.waiter import ProgressSink, Waiter, ended_runs
 
@@ -280,7 +280,10 @@ class GroupService:
         """
         if self.owned_only and not await self.store.owns(owner, group_id):
             raise NotFoundError(f"task group {group_id!r} not found", status_code=404)
-        group = await self.waiter.group(client, group_id, wait=wait, sink=sink)
+        waited = await self.waiter.group(client, group_id, wait=wait, sink=sink)
+        group = waited.group
+        if waited.ended_now:
+            await quietly(self.store.publish(group_ended(group_id)))
         status = group.status
         if status.is_active:
             hint = retry_after_hint(self.waiter.processors, processor or DEFAULT_HINT_PROCESSOR, None)

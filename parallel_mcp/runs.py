@@ -12,6 +12,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import anyio
 
@@ -34,7 +35,7 @@ from parallel_mcp.intents import Intent, Intents, fingerprint
 from parallel_mcp.models import TaskRun, TaskRunInput, TaskRunResult, seconds_since
 from parallel_mcp.paging import CHARS_PER_TOKEN, page_output
 from parallel_mcp.processors import ProcessorTable
-from parallel_mcp.store import Claim, JournalEntry, RunRecord, Store, StoreError
+from parallel_mcp.store import Claim, JournalEntry, RunRecord, Store, StoreError, run_ended
 from parallel_mcp.text import shorten
 from parallel_mcp.views import Progress, RunError, TaskRunView
 from parallel_mcp.waiter import ProgressSink, ProgressState, Waiter, WaitOutcome
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 PAGE_SHARE = 0.45
 """The text rendering and the structured page both reach the client; each gets a share of the budget."""
+T = TypeVar("T")
 EXCERPT_CHARS = 160
 INTENT_TAG = "pmcp_intent"
 """The metadata key (at most 16 characters) that carries a run's intent id, when webhooks can reconcile."""
@@ -101,12 +103,13 @@ def progress_view(state: ProgressState) -> Progress | None:
     )
 
 
-async def quietly(write: Awaitable[None]) -> None:
+async def quietly(write: Awaitable[T]) -> T | None:
     """A journal write that must not replace what the call is about to say (the run's state, or an API error)."""
     try:
-        await write
+        return await write
     except StoreError as exc:
         logger.error("journal write failed: %s", exc)
+        return None
 
 
 class ResultCache:
@@ -282,7 +285,10 @@ class RunService:
 
     async def _outcome_view(self, owner: str, outcome: WaitOutcome, *, page: PageRequest) -> TaskRunView:
         assert outcome.run is not None
-        await quietly(self.store.update_status(owner, outcome.run.run_id, outcome.run.status))
+        changed = await quietly(self.store.update_status(owner, outcome.run.run_id, outcome.run.status))
+        if changed and not outcome.run.is_active:
+            # Whoever listens (a subscription, a waiting call on another replica) learns it ended.
+            await quietly(self.store.publish(run_ended(outcome.run.run_id)))
         if outcome.result is not None:
             self.cache.put(owner, outcome.result)
             await quietly(self.store.put_result(owner, outcome.run.run_id, outcome.result.model_dump_json()))

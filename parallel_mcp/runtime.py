@@ -148,6 +148,9 @@ def make_lifespan(settings: Settings, *, client: AsyncTaskClient | None = None, 
                 stack.push_async_callback(task_client.aclose)
             store = open_store(settings, emulated=is_emulated)
             stack.push_async_callback(store.close)
+            background = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(background.cancel_scope.cancel)
+            await store.start(background)
             # An emulator's runs go `emulator_speed` times faster: hints and estimates follow its pace.
             processors = ProcessorTable(pace=settings.emulator_speed if is_emulated else 1.0)
             waiter = Waiter(processors, interval=settings.progress_interval)

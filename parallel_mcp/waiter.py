@@ -85,6 +85,14 @@ class WaitOutcome:
     progress: ProgressState = field(default_factory=ProgressState)
 
 
+@dataclass(frozen=True)
+class GroupWait:
+    """A group after a wait, and whether its last runs ended during it."""
+
+    group: TaskGroup
+    ended_now: bool
+
+
 class MonotonicProgress:
     """Sends progress notifications whose value strictly increases, at most one a second unless forced."""
 
@@ -220,7 +228,7 @@ class Waiter:
 
     async def group(
         self, client: AsyncTaskClient, group_id: str, *, wait: float, sink: ProgressSink | None = None
-    ) -> TaskGroup:
+    ) -> GroupWait:
         """A group's status after waiting up to `wait` seconds for its active runs to end.
 
         Raises:
@@ -228,7 +236,7 @@ class Waiter:
         """
         group = await client.get_group(group_id)
         if not group.status.is_active or wait <= 0:
-            return group
+            return GroupWait(group, ended_now=False)
         total = max(1, group.status.num_task_runs)
         ended = ended_runs(group.status)
         progress = MonotonicProgress(sink)
@@ -247,7 +255,8 @@ class Waiter:
                 except APIError as exc:
                     logger.debug("group stream for %s ended early: %s", group_id, type(exc).__name__)
                 tasks.cancel_scope.cancel()
-        return await client.get_group(group_id)
+        final = await client.get_group(group_id)
+        return GroupWait(final, ended_now=not final.status.is_active)
 
 
 async def _watch_events(client: AsyncTaskClient, run_id: str, outcome: WaitOutcome, reporter: ProgressReporter) -> None:

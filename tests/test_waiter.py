@@ -161,8 +161,8 @@ async def test_a_group_wait_returns_once_every_run_has_ended_and_reports_ended_c
         added = await client.add_runs(group.task_group_id, [QUESTION, QUESTION])
         group_runs = added.run_ids
         with anyio.fail_after(10):
-            final = await WAITER.group(client, group.task_group_id, wait=45, sink=sink)
-    assert not final.status.is_active and final.status.num_task_runs == 2
+            waited = await WAITER.group(client, group.task_group_id, wait=45, sink=sink)
+    assert waited.ended_now and not waited.group.status.is_active and waited.group.status.num_task_runs == 2
     assert counts and counts[0] == "0 of 2 runs ended"
 
 
@@ -172,5 +172,6 @@ async def test_a_cut_group_stream_ends_the_wait_with_the_groups_status_not_an_er
         await client.add_runs(group.task_group_id, [QUESTION])
         emulator.state.faults.add(Fault(kind="sse_cut", path="*/groups/*/events", after_events=1))
         with anyio.fail_after(10):
-            final = await WAITER.group(client, group.task_group_id, wait=45)
-    assert final.task_group_id == group.task_group_id and final.status.is_active
+            waited = await WAITER.group(client, group.task_group_id, wait=45)
+    assert waited.group.task_group_id == group.task_group_id and waited.group.status.is_active
+    assert not waited.ended_now

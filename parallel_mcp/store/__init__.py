@@ -36,6 +36,20 @@ SENDING_STALE_SECONDS = 300.0
 """An intent still `sending` after this long belongs to a process that died mid-request: treat it as unknown."""
 
 
+def run_ended(run_id: str) -> str:
+    """The event that says a run ended (published once, by whoever saw it first: a call, a webhook)."""
+    return f"run_ended {run_id}"
+
+
+def group_ended(group_id: str) -> str:
+    """The event that says every run of a group has ended."""
+    return f"group_ended {group_id}"
+
+
+RESYNC = "resync all"
+"""Events may have been missed (a replica's listener reconnected): re-read whatever you wait on."""
+
+
 @dataclass(frozen=True)
 class Claim:
     """What a claim found: a fresh intent to send, or an earlier one for the same key or body."""
@@ -189,8 +203,15 @@ class Store(abc.ABC):
     # -- the journal ---------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def update_status(self, owner: str, run_id: str, status: str) -> None:
-        """Note a run's latest status (runs this owner did not create here are ignored)."""
+    async def update_status(self, owner: str | None, run_id: str, status: str) -> bool:
+        """Note a run's latest status, for this owner's run (None: whoever created it here, as a webhook
+        reports it); True when the journal held another status before. Unknown runs are ignored."""
+
+    @abc.abstractmethod
+    async def adopt(self, intent_id: str, run: RunRecord) -> bool:
+        """A run turned out to belong to an intent whose answer was lost (its webhook carried the intent's
+        tag): journal it for the intent's owner and mark the intent created. False when there is nothing to
+        adopt (no such intent, or it already has its run)."""
 
     @abc.abstractmethod
     async def recent(self, owner: str, *, limit: int, active_only: bool) -> list[JournalEntry]:
@@ -217,6 +238,7 @@ class Store(abc.ABC):
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "RESYNC",
     "SENDING_STALE_SECONDS",
     "Claim",
     "ClaimOutcome",
@@ -226,4 +248,6 @@ __all__ = [
     "RunRecord",
     "Store",
     "StoreError",
+    "group_ended",
+    "run_ended",
 ]

@@ -30,6 +30,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from parallel_mcp.store import (
     ACTIVE_STATUSES,
+    RESYNC,
     SENDING_STALE_SECONDS,
     Claim,
     ClaimOutcome,
@@ -53,7 +54,7 @@ logger = logging.getLogger(__name__)
 CHANNEL: Final = "parallel_mcp_events"
 MAX_EVENT_BYTES = 7999
 """NOTIFY's payload limit (8000 bytes, terminator included)."""
-RESYNC_EVENT = "resync all"
+RESYNC_EVENT = RESYNC
 """Delivered locally after the listener reconnects: events may have been missed, re-read the state."""
 LISTEN_BACKOFF = (0.1, 2.0)
 """The listener's first and longest wait between reconnection attempts, in seconds."""
@@ -417,13 +418,28 @@ class PostgresStore(Store):
 
     # -- the journal -----------------------------------------------------------------------------------
 
-    async def update_status(self, owner: str, run_id: str, status: str) -> None:
+    async def update_status(self, owner: str | None, run_id: str, status: str) -> bool:
         async with self._connection() as conn:
-            await conn.execute(
+            cursor = await conn.execute(
                 f"UPDATE runs SET status = %s, updated_at = {_NOW_TEXT}"
-                " WHERE owner = %s AND run_id = %s AND status != %s",
-                (status, owner, run_id, status),
+                " WHERE (owner = %s OR %s::text IS NULL) AND run_id = %s AND status != %s",
+                (status, owner, owner, run_id, status),
             )
+            return cursor.rowcount > 0
+
+    async def adopt(self, intent_id: str, run: RunRecord) -> bool:
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "SELECT owner, idempotency_key FROM intents WHERE id = %s AND state IN ('sending', 'unknown')"
+                " FOR UPDATE",
+                (intent_id,),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return False
+            await _insert_runs(conn, str(row[0]), [run], row[1])
+            await _set_intent(conn, intent_id, "created", run.run_id)
+            return True
 
     async def recent(self, owner: str, *, limit: int, active_only: bool) -> list[JournalEntry]:
         query = (

@@ -365,14 +365,30 @@ class SQLiteStore(Store):
 
     # -- the journal ---------------------------------------------------------------------------------
 
-    async def update_status(self, owner: str, run_id: str, status: str) -> None:
-        self._run(
-            lambda db: db.execute(
-                "UPDATE runs SET status = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-                " WHERE owner = ? AND run_id = ? AND status != ?",
-                (status, owner, run_id, status),
+    async def update_status(self, owner: str | None, run_id: str, status: str) -> bool:
+        changed = self._run(
+            lambda db: (
+                db.execute(
+                    "UPDATE runs SET status = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+                    " WHERE (owner = ? OR ? IS NULL) AND run_id = ? AND status != ?",
+                    (status, owner, owner, run_id, status),
+                ).rowcount
             )
         )
+        return changed > 0
+
+    async def adopt(self, intent_id: str, run: RunRecord) -> bool:
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT owner, idempotency_key FROM intents WHERE id = ? AND state IN ('sending', 'unknown')",
+                (intent_id,),
+            ).fetchone()
+            if row is None:
+                return False
+            owner, key = row
+            self._insert_runs(db, str(owner), [run], key)
+            self._set_intent(db, intent_id, "created", run.run_id)
+            return True
 
     async def recent(self, owner: str, *, limit: int, active_only: bool) -> list[JournalEntry]:
         query = (

@@ -239,3 +239,24 @@ async def until(predicate: Callable[[], bool]) -> bool:
         while not predicate():
             await anyio.sleep(0.01)
     return True
+
+
+async def test_a_status_from_a_webhook_updates_whoever_created_the_run_and_says_if_it_changed(store: Store) -> None:
+    intent = await claim(store)
+    await store.created(intent.intent_id, "alice", run("trun_1"), idempotency_key=None)
+    assert await store.update_status(None, "trun_1", "completed")
+    assert not await store.update_status(None, "trun_1", "completed")
+    assert not await store.update_status(None, "trun_unknown", "completed")
+    (entry,) = await store.recent("alice", limit=5, active_only=False)
+    assert entry.status == "completed"
+
+
+async def test_a_run_named_by_a_lost_intents_tag_is_adopted_once_for_its_owner(store: Store) -> None:
+    lost = await claim(store, key="k1")
+    await store.unknown(lost.intent_id)
+    assert await store.adopt(lost.intent_id, run("trun_found"))
+    assert not await store.adopt(lost.intent_id, run("trun_other"))
+    assert not await store.adopt("no-such-intent", run("trun_x"))
+    again = await claim(store, key="k1", now=NOW + 1)
+    assert (again.outcome, again.target_id) == ("created", "trun_found")
+    assert await store.owns("alice", "trun_found") and not await store.owns("alice", "trun_other")
