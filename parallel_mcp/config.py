@@ -91,7 +91,7 @@ class Settings(BaseModel):
         "metadata spells it); the server then accepts only its access tokens.",
     )
     oauth_audience: str | None = Field(
-        default=None, description="The audience access tokens must name (default: public_url + /mcp)."
+        default=None, description="The audience access tokens must name (default: public_url + /mcp, or /sse for SSE)."
     )
     oauth_scopes: list[str] = Field(default_factory=list[str], description="Scopes every access token must carry.")
     allow_unauthenticated: bool = Field(

@@ -6,7 +6,6 @@ before it loads the transport, and stdio start-up never pays for it.
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
 from parallel_mcp.config import ConfigError, Settings
@@ -25,6 +24,8 @@ PARALLEL_MCP_OAUTH_ISSUER (each user signs in).
 
 def is_loopback(host: str) -> bool:
     """True when `host` only accepts connections from this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress  # only an HTTP server asks; stdio start-up does not pay for it
+
     name = host.strip().strip("[]").lower()
     if name in LOOPBACK_NAMES:
         return True
@@ -35,9 +36,10 @@ def is_loopback(host: str) -> bool:
 
 
 def oauth_resource(settings: Settings) -> str:
-    """The resource identifier of this server (RFC 8707/9728): `public_url` + /mcp, else the explicit audience."""
+    """The resource identifier of this server (RFC 8707/9728): its endpoint under `public_url` (/mcp, or /sse
+    for the SSE transport, since clients check that it names the URL they connect to), else the audience."""
     if settings.public_url is not None:
-        return settings.public_url.rstrip("/") + "/mcp"
+        return settings.public_url.rstrip("/") + ("/sse" if settings.transport == "sse" else "/mcp")
     assert settings.oauth_audience is not None, "check_serving refuses OAuth without either"
     return settings.oauth_audience
 

@@ -29,15 +29,20 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt.algorithms import RSAAlgorithm
 from mcp import Client
 from mcp.client.auth import OAuthClientProvider
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientMetadata
 
 from parallel_mcp.auth import JwtVerifier, discovery_urls
 from parallel_mcp.config import ConfigError, Settings, load_settings
+from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.exposure import check_serving
+from parallel_mcp.http_app import build_http_app
+from parallel_mcp.server import create_server
+from parallel_mcp.serving import base_url, listening_socket, serve_asgi
 from tests.idp.harness import HeadlessBrowser, Idp, LoggingServer, MemoryTokenStorage, mcp_server_on, running_idp
 from tests.processes import server_env
-from tests.support import structured, text_of
+from tests.support import emulator_client, structured, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -315,6 +320,30 @@ async def test_after_the_provider_rotates_its_keys_new_tokens_are_accepted_and_w
     assert (await _initialize(server, f"Bearer {before}")).status_code == 401  # its key is no longer published
     for token in (before, after):
         assert not any(token in line for line in server.stderr)  # refused or not, tokens are never logged
+
+
+async def test_the_sse_transport_signs_users_in_the_same_way(idp: Idp) -> None:
+    sock = listening_socket()
+    base = base_url(sock)
+    settings = Settings(transport="sse", oauth_issuer=idp.issuer, public_url=base, oauth_scopes=[SCOPE])
+    browser = HeadlessBrowser(REDIRECT_URI, login_hint="bob")
+    oauth = OAuthClientProvider(
+        server_url=f"{base}/sse",
+        client_metadata=OAuthClientMetadata.model_validate({"client_name": "test", "redirect_uris": [REDIRECT_URI]}),
+        storage=MemoryTokenStorage(),
+        redirect_handler=browser.redirect_handler,
+        callback_handler=browser.callback_handler,
+    )
+    with anyio.fail_after(60):
+        async with emulator_client(EmulatorConfig(instant=True)) as (_emulator, client):
+            app = build_http_app(create_server(settings, client=client, emulated=True), settings)
+            async with serve_asgi(app, sock=sock), httpx2.AsyncClient() as http:
+                refused = await http.get(f"{base}/sse")
+                async with Client(sse_client(f"{base}/sse", auth=oauth)) as mcp:
+                    listed = structured(await mcp.call_tool("list_task_runs", {}))
+    assert refused.status_code == 401
+    assert f'resource_metadata="{base}/.well-known/oauth-protected-resource/sse"' in refused.headers["www-authenticate"]
+    assert listed["runs"] == []
 
 
 # Configuration rules, checked before the server starts.
