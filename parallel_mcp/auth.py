@@ -152,6 +152,9 @@ class JwtVerifier:
         except (jwt.PyJWTError, KeyUnavailableError) as exc:
             logger.info("refused an access token: %s: %s", type(exc).__name__, exc)
             return None
+        except Exception:  # a bug here must refuse the token (401), not fail the request (500)
+            logger.exception("refused an access token: unexpected error while verifying it")
+            return None
         from mcp.server.auth.provider import AccessToken
 
         return AccessToken(
@@ -253,7 +256,9 @@ class JwtVerifier:
                 problems.append(f"{url}: names issuer {document.get('issuer')!r}")
                 continue
             jwks_uri = document.get("jwks_uri")
-            if isinstance(jwks_uri, str) and jwks_uri.startswith(("https://", "http://")):
+            # Keys over https only, unless the issuer itself is a plain-http one (loopback, see config).
+            schemes = ("https://",) if self.issuer.startswith("https://") else ("https://", "http://")
+            if isinstance(jwks_uri, str) and jwks_uri.startswith(schemes):
                 self._jwks_uri = jwks_uri
                 return jwks_uri
             problems.append(f"{url}: no jwks_uri")

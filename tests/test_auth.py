@@ -411,6 +411,7 @@ class FakeIssuer:
         self.fetches: list[str] = []
         self.keys: dict[str, rsa.RSAPrivateKey] = {}
         self.metadata_issuer = issuer
+        self.jwks_uri = "https://idp.example/jwks"
         self.add_key("k1")
 
     def add_key(self, kid: str) -> None:
@@ -422,7 +423,7 @@ class FakeIssuer:
             published = [(kid, RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)) for kid, key in self.keys.items()]
             return {"keys": [{**jwk, "kid": kid} for kid, jwk in published]}
         if url == "https://idp.example/.well-known/oauth-authorization-server/tenant":
-            return {"issuer": self.metadata_issuer, "jwks_uri": "https://idp.example/jwks"}
+            return {"issuer": self.metadata_issuer, "jwks_uri": self.jwks_uri}
         raise httpx2.HTTPError(f"404 {url}")
 
     def token(self, kid: str, *, header_kid: str | None = None, **claims: Any) -> str:
@@ -469,9 +470,12 @@ async def test_keys_are_refreshed_when_old_so_a_withdrawn_key_stops_verifying() 
     assert await verifier.verify_token(old) is None
 
 
-async def test_metadata_naming_another_issuer_is_never_trusted() -> None:
+@pytest.mark.parametrize(
+    ("field", "value"), [("metadata_issuer", "https://evil.example"), ("jwks_uri", "http://idp.example/jwks")]
+)
+async def test_metadata_naming_another_issuer_or_keys_in_plain_http_is_never_trusted(field: str, value: str) -> None:
     issuer = FakeIssuer()
-    issuer.metadata_issuer = "https://evil.example"
+    setattr(issuer, field, value)
     assert await issuer.verifier().verify_token(issuer.token("k1")) is None
 
 
