@@ -20,6 +20,8 @@ import anyio
 from parallel_mcp.deadline import remaining
 from parallel_mcp.store import Claim, IntentKind, Store
 
+INTENT_TAG = "pmcp_intent"
+"""The metadata key (at most 16 characters) that carries a run's intent id, when webhooks can reconcile it."""
 FOLLOW_POLL_SECONDS = 0.05
 FOLLOW_MAX_SECONDS = 90.0
 """How long a repeat follows an identical create that another call is sending (the create's own bound)."""

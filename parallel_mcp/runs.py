@@ -31,8 +31,8 @@ from parallel_mcp.guidance import (
     unjournaled_warning,
     unread_status_warning,
 )
-from parallel_mcp.intents import Intent, Intents, fingerprint
-from parallel_mcp.models import TaskRun, TaskRunInput, TaskRunResult, seconds_since
+from parallel_mcp.intents import INTENT_TAG, Intent, Intents, fingerprint
+from parallel_mcp.models import ACTIVE_STATUSES, TaskRun, TaskRunInput, TaskRunResult, Webhook, seconds_since
 from parallel_mcp.paging import CHARS_PER_TOKEN, page_output
 from parallel_mcp.processors import ProcessorTable
 from parallel_mcp.store import Claim, JournalEntry, RunRecord, Store, StoreError, run_ended
@@ -46,8 +46,6 @@ PAGE_SHARE = 0.45
 """The text rendering and the structured page both reach the client; each gets a share of the budget."""
 T = TypeVar("T")
 EXCERPT_CHARS = 160
-INTENT_TAG = "pmcp_intent"
-"""The metadata key (at most 16 characters) that carries a run's intent id, when webhooks can reconcile."""
 MAX_METADATA_KEYS = 16
 
 
@@ -147,7 +145,7 @@ class RunService:
         intents: Intents,
         budget_tokens: int,
         cache: ResultCache | None = None,
-        reconcile_tag: bool = False,
+        webhook_url: str | None = None,
         owned_only: bool = False,
     ) -> None:
         self.waiter = waiter
@@ -155,8 +153,8 @@ class RunService:
         self.intents = intents
         self.page_budget_chars = page_budget_chars(budget_tokens)
         self.cache = cache or ResultCache()
-        self.reconcile_tag = reconcile_tag
-        """Tag each run's metadata with its intent, so a webhook can name the run of a lost answer."""
+        self.webhook_url = webhook_url
+        """This server's webhook receiver: runs carry it (and their intent's tag), and waits listen for it."""
         self.owned_only = owned_only
         """Serve only runs journaled for the caller (users who share the server's API key)."""
 
@@ -203,7 +201,10 @@ class RunService:
             sent = await self._send(client, owner, body, claim)
         assert sent is not None
         run, warning = sent
-        outcome = await self.waiter.run(client, run.run_id, wait=wait, run=run, sink=sink)
+        if self.webhook_url is not None and body.webhook is None:
+            outcome = await self.waiter.pushed(client, run.run_id, wait=wait, run=run, sink=sink)
+        else:
+            outcome = await self.waiter.run(client, run.run_id, wait=wait, run=run, sink=sink)
         if outcome.run is None:
             outcome.run = run
         view = await self._outcome_view(owner, outcome, page=PageRequest())
@@ -214,7 +215,7 @@ class RunService:
     async def _send(
         self, client: AsyncTaskClient, owner: str, body: TaskRunInput, claim: Claim
     ) -> tuple[TaskRun, str | None]:
-        sent = tag_intent(body, claim.intent_id) if self.reconcile_tag else body
+        sent = self._pushed(body, claim.intent_id)
         try:
             run = await client.create_run(sent)
         except RunMayExistError:
@@ -240,6 +241,13 @@ class RunService:
             logger.error("run %s was created but not journaled: %s", run.run_id, exc)
             return run, unjournaled_warning(run.run_id)
         return run, None
+
+    def _pushed(self, body: TaskRunInput, intent_id: str) -> TaskRunInput:
+        """The body as sent: with this server's webhook and the intent's tag, unless the agent set its own webhook."""
+        if self.webhook_url is None or body.webhook is not None:
+            return body
+        tagged = tag_intent(body, intent_id)
+        return tagged.model_copy(update={"webhook": Webhook(url=self.webhook_url, event_types=["task_run.status"])})
 
     async def recent_runs(self, owner: str, *, limit: int, active_only: bool) -> list[JournalEntry]:
         """The runs this server created for this owner, newest first (from the journal)."""
@@ -269,7 +277,12 @@ class RunService:
         cached = await self._kept_result(owner, run_id)
         if cached is not None:
             return self.view(cached.run, result=cached, page=page)
-        outcome = await self.waiter.run(client, run_id, wait=wait, sink=sink)
+        known = await quietly(self.store.run_status(owner, run_id)) if self.webhook_url else None
+        if known is not None:
+            ended = known not in ACTIVE_STATUSES
+            outcome = await self.waiter.pushed(client, run_id, wait=wait, ended=ended, sink=sink)
+        else:
+            outcome = await self.waiter.run(client, run_id, wait=wait, sink=sink)
         if outcome.error is not None or outcome.run is None:
             raise outcome.error or NotFoundError(f"run {run_id!r} not found", status_code=404)
         return await self._outcome_view(owner, outcome, page=page)

@@ -31,6 +31,7 @@ from parallel_mcp.runs import RunService, owner_of
 from parallel_mcp.serving import base_url, listening_socket
 from parallel_mcp.store import Store
 from parallel_mcp.waiter import Waiter
+from parallel_mcp.webhooks import WEBHOOK_PATH, WebhookReceiver
 
 logger = logging.getLogger(__name__)
 
@@ -111,13 +112,27 @@ def open_store(settings: Settings, *, emulated: bool) -> Store:
     return SQLiteStore(default_path() if choice == "auto" else Path(choice).expanduser())
 
 
-def make_lifespan(settings: Settings, *, client: AsyncTaskClient | None = None, emulated: bool | None = None) -> Any:
+def webhook_url(settings: Settings) -> str:
+    """Where Parallel delivers this server's webhooks."""
+    assert settings.public_url is not None
+    return settings.public_url.rstrip("/") + WEBHOOK_PATH
+
+
+def make_lifespan(
+    settings: Settings,
+    *,
+    client: AsyncTaskClient | None = None,
+    emulated: bool | None = None,
+    webhooks: WebhookReceiver | None = None,
+) -> Any:
     """Build the server's lifespan.
 
     Args:
         settings: the server's settings.
         client: use this client instead of opening one (tests point it at their own emulator).
         emulated: mark results as emulated; defaults to whether the embedded emulator is used.
+        webhooks: the receiver of this server's webhooks (HTTP with a public URL and a webhook secret):
+            runs then carry a webhook to it, and waits listen for what it hears.
     """
 
     @asynccontextmanager
@@ -153,14 +168,18 @@ def make_lifespan(settings: Settings, *, client: AsyncTaskClient | None = None, 
             await store.start(background)
             # An emulator's runs go `emulator_speed` times faster: hints and estimates follow its pace.
             processors = ProcessorTable(pace=settings.emulator_speed if is_emulated else 1.0)
-            waiter = Waiter(processors, interval=settings.progress_interval)
+            if webhooks is not None:
+                webhooks.store = store
+            waiter = Waiter(
+                processors, interval=settings.progress_interval, events=store if webhooks is not None else None
+            )
             intents = Intents(store, window=settings.dedupe_window_seconds)
             runs = RunService(
                 waiter=waiter,
                 store=store,
                 intents=intents,
                 budget_tokens=settings.result_budget_tokens,
-                reconcile_tag=settings.public_url is not None and settings.webhook_secret is not None,
+                webhook_url=webhook_url(settings) if webhooks is not None else None,
                 # Signed-in users share the server's key: the store, not the API, says whose a run is.
                 owned_only=settings.uses_oauth,
             )

@@ -11,6 +11,7 @@ from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.config import Settings
 from parallel_mcp.runtime import make_lifespan
 from parallel_mcp.tools import build_tools
+from parallel_mcp.webhooks import WEBHOOK_PATH, WebhookReceiver
 
 if TYPE_CHECKING:
     from mcp.server.auth.provider import TokenVerifier
@@ -47,14 +48,21 @@ def create_server(
         from parallel_mcp.auth import auth_settings, token_verifier
 
         verifier, auth = token_verifier(settings), auth_settings(settings)
-    return MCPServer(
+    webhooks = None
+    if settings.transport != "stdio" and settings.public_url and settings.webhook_secret:
+        webhooks = WebhookReceiver(settings.webhook_secret.get_secret_value())
+    server: MCPServer[Any] = MCPServer(
         SERVER_NAME,
         title="Parallel Task API",
         instructions=INSTRUCTIONS,
         version=__version__,
         token_verifier=verifier,
         auth=auth,
-        lifespan=make_lifespan(settings, client=client, emulated=emulated),
+        lifespan=make_lifespan(settings, client=client, emulated=emulated, webhooks=webhooks),
         log_level=settings.log_level,
         tools=build_tools(),
     )
+    if webhooks is not None:
+        # Public, like every custom route: Parallel signs its deliveries instead of sending a token.
+        server.custom_route(WEBHOOK_PATH, methods=["POST"])(webhooks.handle)
+    return server

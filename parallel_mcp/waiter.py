@@ -35,6 +35,7 @@ from parallel_mcp.models import (
     seconds_since,
 )
 from parallel_mcp.processors import ProcessorTable
+from parallel_mcp.store import RESYNC, Store, run_ended
 
 logger = logging.getLogger(__name__)
 
@@ -155,11 +156,72 @@ def ended_runs(status: TaskGroupStatus) -> int:
 
 
 class Waiter:
-    """Waits on runs and groups for the services; one per server."""
+    """Waits on runs and groups for the services; one per server.
 
-    def __init__(self, processors: ProcessorTable, *, interval: float = 4.0) -> None:
+    With `events` (a store whose webhook receiver publishes `run_ended`), a run created with the
+    server's webhook is waited for without any upstream request: the webhook, on whichever replica
+    it lands, says when it ended, and one read returns where it stands.
+    """
+
+    def __init__(self, processors: ProcessorTable, *, interval: float = 4.0, events: Store | None = None) -> None:
         self.processors = processors
         self.interval = interval
+        self.events = events
+
+    async def pushed(
+        self,
+        client: AsyncTaskClient,
+        run_id: str,
+        *,
+        wait: float,
+        run: TaskRun | None = None,
+        ended: bool = False,
+        sink: ProgressSink | None = None,
+    ) -> WaitOutcome:
+        """Where a run whose end a webhook will announce stands after waiting up to `wait` seconds for that.
+
+        One upstream read in all: the result once it ended (or `ended` says it already has), else its
+        status. A missed announcement costs nothing but time: the final read still finds a finished run.
+        """
+        assert self.events is not None, "pushed waits need the store's events"
+        if not ended and wait > 0:
+            ended = await self._announced(run_id, wait, ProgressReporter(sink, self.processors, run))
+        outcome = WaitOutcome(run=run)
+        try:
+            if ended:
+                outcome.result = await client.get_result(run_id, timeout=1)
+                if outcome.result is not None:
+                    outcome.run = outcome.result.run
+                    return outcome
+            outcome.run = await client.get_run(run_id)
+            if outcome.run.status == "completed":
+                outcome.result = await client.get_result(run_id, timeout=1)
+        except TaskRunFailedError as failure:
+            outcome.failure, outcome.run = failure, failure.run
+        except APIError as error:
+            outcome.error = error
+        return outcome
+
+    async def _announced(self, run_id: str, wait: float, reporter: ProgressReporter) -> bool:
+        assert self.events is not None
+        ended = anyio.Event()
+        wanted = {run_ended(run_id), RESYNC}
+
+        def hear(event: str) -> None:
+            if event in wanted:
+                ended.set()
+
+        unsubscribe = self.events.subscribe(hear)
+        try:
+            with anyio.move_on_after(wait):
+                async with anyio.create_task_group() as tasks:
+                    state = ProgressState()
+                    tasks.start_soon(_beat, self.interval, lambda: reporter.report(state, force=True))
+                    await ended.wait()
+                    tasks.cancel_scope.cancel()
+        finally:
+            unsubscribe()
+        return ended.is_set()
 
     async def run(
         self,

@@ -6,80 +6,27 @@ Every event carries three headers:
 - `webhook-timestamp`: Unix seconds;
 - `webhook-signature`: one or more space-separated `v1,<base64>` entries.
 
-Each signature is the standard Base64 (with padding) of an HMAC-SHA256 over `"{id}.{timestamp}.{raw body}"`,
-keyed with the secret string's UTF-8 bytes as they are. Parallel's own examples do not decode `whsec_` keys the
-way the `standardwebhooks` library does, so neither do we.
+The signature scheme (`sign_webhook`, `verify_webhook`) is the server's own (`parallel_mcp.webhooks`), which
+receives these deliveries: one definition for the sender and the receiver.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import httpx2
 
+from parallel_mcp.webhooks import sign_webhook, verify_webhook
+
 __all__ = ["build_webhook_request", "deliver_webhook", "sign_webhook", "verify_webhook"]
 
 logger = logging.getLogger(__name__)
-
-_SIGNATURE_VERSION = "v1"
-
-
-def sign_webhook(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
-    """Return the `webhook-signature` entry (`"v1,<base64>"`) for one event.
-
-    The signed content is `"{webhook_id}.{timestamp}."` followed by the raw body bytes, which is the same as the
-    documented UTF-8 string `"{id}.{timestamp}.{body}"` for a UTF-8 body, without decoding and re-encoding it.
-    """
-    signed = f"{webhook_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
-    return f"{_SIGNATURE_VERSION},{base64.b64encode(digest).decode('ascii')}"
-
-
-def verify_webhook(
-    secret: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    tolerance_seconds: int = 300,
-    now: float | None = None,
-) -> bool:
-    """Check an incoming webhook's signature and freshness.
-
-    Returns True when any of the space-separated `v1,...` entries in `webhook-signature` matches (several are sent
-    while a secret is being rotated) and `webhook-timestamp` is within `tolerance_seconds` of `now` (default: the
-    current time) in either direction. Header names are matched case-insensitively. Missing or malformed headers
-    give False; this never raises on bad input.
-    """
-    webhook_id = _header(headers, "webhook-id")
-    raw_timestamp = _header(headers, "webhook-timestamp")
-    raw_signatures = _header(headers, "webhook-signature")
-    if webhook_id is None or raw_timestamp is None or raw_signatures is None:
-        return False
-    try:
-        timestamp = int(raw_timestamp)
-    except ValueError:
-        return False
-    current = time.time() if now is None else now
-    # A stale (or far-future) timestamp means a replayed or badly delayed request; refuse it even if signed.
-    if abs(current - timestamp) > tolerance_seconds:
-        return False
-
-    expected = sign_webhook(secret, webhook_id, timestamp, body).encode("ascii")
-    matched = False
-    for candidate in raw_signatures.split():
-        # Compare every entry (no early exit) and as bytes: compare_digest rejects non-ASCII str input.
-        matched |= hmac.compare_digest(expected, candidate.encode("utf-8"))
-    return matched
 
 
 def build_webhook_request(
@@ -159,17 +106,6 @@ async def deliver_webhook(
             delay *= 2
     logger.error("webhook %s to %s: giving up after %d attempts", webhook_id, target, attempts)
     return False
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """Look a header up case-insensitively (a plain dict may use any case; Starlette/httpx2 headers already do)."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    for key, candidate in headers.items():
-        if key.lower() == name:
-            return candidate
-    return None
 
 
 def _loggable_url(url: str) -> str:

@@ -218,6 +218,10 @@ class Store(abc.ABC):
         """This owner's most recent runs, newest first."""
 
     @abc.abstractmethod
+    async def run_status(self, owner: str, run_id: str) -> str | None:
+        """A run's last known status (a webhook may have brought it); None when this owner has no such run here."""
+
+    @abc.abstractmethod
     async def owns(self, owner: str, target_id: str) -> bool:
         """True when this owner created that run or group through this server."""
 

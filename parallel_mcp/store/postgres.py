@@ -455,6 +455,12 @@ class PostgresStore(Store):
             rows = await (await conn.execute(query, params)).fetchall()
         return [JournalEntry(*row) for row in rows]
 
+    async def run_status(self, owner: str, run_id: str) -> str | None:
+        async with self._connection() as conn:
+            cursor = await conn.execute("SELECT status FROM runs WHERE owner = %s AND run_id = %s", (owner, run_id))
+            row = await cursor.fetchone()
+        return None if row is None else str(row[0])
+
     async def owns(self, owner: str, target_id: str) -> bool:
         async with self._connection() as conn:
             cursor = await conn.execute(

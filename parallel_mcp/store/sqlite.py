@@ -401,6 +401,12 @@ class SQLiteStore(Store):
         rows = self._run(lambda db: db.execute(query, (owner, limit)).fetchall())
         return [JournalEntry(*row) for row in rows]
 
+    async def run_status(self, owner: str, run_id: str) -> str | None:
+        row = self._run(
+            lambda db: db.execute("SELECT status FROM runs WHERE owner = ? AND run_id = ?", (owner, run_id)).fetchone()
+        )
+        return None if row is None else str(row[0])
+
     async def owns(self, owner: str, target_id: str) -> bool:
         def check(db: sqlite3.Connection) -> bool:
             run = db.execute("SELECT 1 FROM runs WHERE owner = ? AND run_id = ?", (owner, target_id)).fetchone()

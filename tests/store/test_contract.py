@@ -249,6 +249,8 @@ async def test_a_status_from_a_webhook_updates_whoever_created_the_run_and_says_
     assert not await store.update_status(None, "trun_unknown", "completed")
     (entry,) = await store.recent("alice", limit=5, active_only=False)
     assert entry.status == "completed"
+    assert await store.run_status("alice", "trun_1") == "completed"
+    assert await store.run_status("bob", "trun_1") is None and await store.run_status("alice", "trun_2") is None
 
 
 async def test_a_run_named_by_a_lost_intents_tag_is_adopted_once_for_its_owner(store: Store) -> None:
