@@ -16,6 +16,7 @@ from typing import Any, cast
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parallel_mcp.config import Settings
@@ -25,18 +26,21 @@ from parallel_mcp.sessions import bound_sessions
 logger = logging.getLogger(__name__)
 
 PROTECTED_RESOURCE_METADATA = "/.well-known/oauth-protected-resource"
+MCP_PATHS = frozenset({"/mcp", "/sse", "/messages", "/messages/"})
+"""The transports' own endpoints: never open, whatever routes the server adds."""
 
 
 class BearerAuthMiddleware:
-    """Require `Authorization: Bearer <token>` on every HTTP request (401 otherwise).
+    """Require `Authorization: Bearer <token>` on every HTTP request (401 otherwise), except on `open_paths`.
 
     The scheme is case-insensitive (RFC 7235 §2.1); the token is compared through digests in constant
     time, so neither its content nor its length shows in the timing.
     """
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, *, open_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self._expected = hashlib.sha256(token.encode()).digest()
+        self._open_paths = open_paths
 
     def _authorized(self, value: bytes) -> bool:
         scheme, _, credentials = value.strip().partition(b" ")
@@ -44,7 +48,7 @@ class BearerAuthMiddleware:
         return hmac.compare_digest(supplied, self._expected) and scheme.lower() == b"bearer"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path") in self._open_paths:
             await self.app(scope, receive, send)
             return
         headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
@@ -172,23 +176,26 @@ def build_http_app(server: MCPServer[Any], settings: Settings) -> ASGIApp:
     """The ASGI app for `streamable-http` or `sse`: bearer auth when a token is set, OAuth when an issuer is."""
     security = transport_security(settings)
     if settings.transport == "sse":
-        app: ASGIApp = server.sse_app(transport_security=security, host=settings.host)
+        starlette = server.sse_app(transport_security=security, host=settings.host)
     else:
-        app = server.streamable_http_app(
+        starlette = server.streamable_http_app(
             transport_security=security,
             host=settings.host,
             session_idle_timeout=settings.session_idle_timeout,
             max_sessions=settings.max_sessions,
         )
         bound_sessions(server.session_manager, max_per_client=settings.max_sessions_per_client)
-    app = RequestIdCheck(app)
+    app: ASGIApp = RequestIdCheck(starlette)
     if settings.uses_oauth:
         from parallel_mcp.exposure import oauth_resource
 
         resource_path = _path_of(oauth_resource(settings))
         app = RootResourceMetadata(app, PROTECTED_RESOURCE_METADATA + resource_path)
     if settings.auth_token is not None:
-        app = BearerAuthMiddleware(app, settings.auth_token.get_secret_value())
+        # The server's own custom routes (Parallel's signed webhooks) authenticate their callers themselves,
+        # as the SDK leaves them public under OAuth: the shared token guards the MCP endpoints and the rest.
+        custom = frozenset(route.path for route in starlette.routes if isinstance(route, Route)) - MCP_PATHS
+        app = BearerAuthMiddleware(app, settings.auth_token.get_secret_value(), open_paths=custom)
     return app
 
 

@@ -11,6 +11,8 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 
 from parallel_mcp.config import Settings
 from parallel_mcp.emulator.config import EmulatorConfig
@@ -114,3 +116,21 @@ async def test_a_request_whose_id_is_not_a_string_or_integer_gets_a_json_rpc_err
         response = await http.post(f"{base}{path}", json=request, headers=MCP_HEADERS)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == -32600 and response.json()["id"] is None
+
+
+async def test_with_a_token_the_servers_own_routes_authenticate_themselves_and_the_mcp_endpoint_still_needs_it() -> (
+    None
+):
+    async with emulator_client(EmulatorConfig(instant=True)) as (_emulator, client):
+        config = Settings.model_validate({"transport": "streamable-http", "auth_token": TOKEN})
+        server = create_server(config, client=client, emulated=True)
+
+        @server.custom_route("/hooks/signed", methods=["POST"])
+        async def hook(request: Request) -> Response:  # pyright: ignore[reportUnusedFunction]
+            return PlainTextResponse("checked its own signature", status_code=202)
+
+        async with serve_asgi(build_http_app(server, config)) as base, httpx2.AsyncClient() as http:
+            delivered = await http.post(f"{base}/hooks/signed", content=b"{}")
+            refused = await http.post(f"{base}/mcp", json=INITIALIZE, headers=MCP_HEADERS)
+    assert delivered.status_code == 202
+    assert refused.status_code == 401
