@@ -98,7 +98,8 @@ class RequestIdCheck:
         self._max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":
+        # Only the transports' endpoints speak JSON-RPC; other routes (webhooks) have bodies of their own.
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in MCP_PATHS:
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
