@@ -13,7 +13,10 @@ from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-from parallel_mcp.sessions import client_key
+from parallel_mcp.config import Settings
+from parallel_mcp.http_app import build_http_app
+from parallel_mcp.server import create_server
+from parallel_mcp.sessions import BoundedSessionManager, client_key
 from tests.processes import http_server, server_env
 
 pytestmark = pytest.mark.anyio
@@ -136,3 +139,14 @@ def test_the_private_sdk_seams_the_session_bounds_rely_on_are_still_there() -> N
     assert manager._server_instances == {} and manager._session_owners == {}  # pyright: ignore[reportPrivateUsage]
     transport = StreamableHTTPServerTransport(mcp_session_id="s", idle_timeout=1.0)
     assert transport.idle_scope is None  # created by connect(); cancelling it ends the session like an idle timeout
+
+
+def test_the_session_settings_reach_the_sdks_session_manager() -> None:
+    settings = Settings(
+        transport="streamable-http", session_idle_timeout=42.0, max_sessions=7, max_sessions_per_client=3
+    )
+    server = create_server(settings)
+    build_http_app(server, settings)
+    manager = server.session_manager
+    assert isinstance(manager, BoundedSessionManager)
+    assert (manager.session_idle_timeout, manager.max_sessions, manager.max_per_client) == (42.0, 7, 3)
