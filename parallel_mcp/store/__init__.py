@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from anyio.abc import TaskGroup
 
@@ -101,6 +101,36 @@ class GroupRecord:
     num_runs: int
     created_at: str | None = None
     cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """An MCP task (the tasks extension): a handle, owned like its run or group, on what a create started."""
+
+    task_id: str
+    owner: str
+    kind: IntentKind
+    target_id: str
+    """The run or the group the create made."""
+    shaping: str
+    """JSON: what shapes the tool's result besides the run itself (warnings of the create; a group's run ids)."""
+    created_at: float
+    cancelled_at: float | None = None
+    """When the client detached (tasks/cancel); the run itself goes on: the Task API has no cancel."""
+
+
+Redeemed = Literal["ok", "unknown", "other_request", "used", "expired"]
+"""What redeeming a confirm token found: spent now, or why not."""
+
+
+def redeemed(kept: Sequence[Any], fingerprint: str, now: float) -> Redeemed:
+    """Whether a kept token (its fingerprint, expiry and use) may be spent on the request with `fingerprint`."""
+    kept_fingerprint, expires_at, used_at = kept
+    if used_at is not None:
+        return "used"
+    if now >= float(expires_at):
+        return "expired"
+    return "ok" if kept_fingerprint == fingerprint else "other_request"
 
 
 class StoreError(ParallelMCPError):
@@ -239,6 +269,32 @@ class Store(abc.ABC):
     async def first_delivery(self, delivery_id: str, now: float) -> bool:
         """Record a webhook delivery id; False when it was seen before (a replay or a retry)."""
 
+    # -- tasks, spending and confirmations -------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_task(self, task: TaskRecord) -> None:
+        """Record a task; it is readable (by its owner only) once this returns."""
+
+    @abc.abstractmethod
+    async def task(self, owner: str, task_id: str) -> TaskRecord | None:
+        """This owner's task; None for an unknown id or another owner's task."""
+
+    @abc.abstractmethod
+    async def cancel_task(self, owner: str, task_id: str, now: float) -> bool:
+        """Mark this owner's task detached (the first time only); False when there is no such task."""
+
+    @abc.abstractmethod
+    async def spent_since(self, owner: str, since: str) -> float:
+        """The list price of this owner's runs and groups created at or after `since` (ISO 8601, UTC)."""
+
+    @abc.abstractmethod
+    async def issue_confirmation(self, owner: str, token_hash: str, fingerprint: str, expires_at: float) -> None:
+        """Keep a confirm token (only its hash) bound to this owner and request, until `expires_at`."""
+
+    @abc.abstractmethod
+    async def redeem_confirmation(self, owner: str, token_hash: str, fingerprint: str, now: float) -> Redeemed:
+        """Spend a confirm token once, for the request it was issued for; concurrent redeems spend it once."""
+
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -249,9 +305,12 @@ __all__ = [
     "GroupRecord",
     "IntentKind",
     "JournalEntry",
+    "Redeemed",
     "RunRecord",
     "Store",
     "StoreError",
+    "TaskRecord",
     "group_ended",
+    "redeemed",
     "run_ended",
 ]

@@ -37,9 +37,12 @@ from parallel_mcp.store import (
     GroupRecord,
     IntentKind,
     JournalEntry,
+    Redeemed,
     RunRecord,
     Store,
     StoreError,
+    TaskRecord,
+    redeemed,
 )
 
 if TYPE_CHECKING:
@@ -97,6 +100,21 @@ _MIGRATIONS: list[tuple[int, str]] = [
             PRIMARY KEY (owner, run_id)
         );
         CREATE TABLE deliveries (id TEXT PRIMARY KEY, received_at DOUBLE PRECISION NOT NULL);
+        """,
+    ),
+    (
+        2,
+        """
+        CREATE TABLE tasks (
+            task_id TEXT PRIMARY KEY, owner TEXT NOT NULL, kind TEXT NOT NULL, target_id TEXT NOT NULL,
+            shaping TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, cancelled_at DOUBLE PRECISION
+        );
+        CREATE TABLE confirmations (
+            token_hash TEXT PRIMARY KEY, owner TEXT NOT NULL, fingerprint TEXT NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL, used_at DOUBLE PRECISION
+        );
+        ALTER TABLE groups ALTER COLUMN created_at TYPE TEXT COLLATE "C";
+        CREATE INDEX groups_by_time ON groups (owner, created_at);
         """,
     ),
 ]
@@ -493,6 +511,68 @@ class PostgresStore(Store):
                 "INSERT INTO deliveries (id, received_at) VALUES (%s, %s) ON CONFLICT DO NOTHING", (delivery_id, now)
             )
             return cursor.rowcount == 1
+
+    # -- tasks, spending and confirmations -------------------------------------------------------------
+
+    async def create_task(self, task: TaskRecord) -> None:
+        async with self._connection() as conn:
+            await conn.execute(
+                "INSERT INTO tasks (task_id, owner, kind, target_id, shaping, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (task.task_id, task.owner, task.kind, task.target_id, task.shaping, task.created_at),
+            )
+
+    async def task(self, owner: str, task_id: str) -> TaskRecord | None:
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                "SELECT task_id, owner, kind, target_id, shaping, created_at, cancelled_at FROM tasks"
+                " WHERE owner = %s AND task_id = %s",
+                (owner, task_id),
+            )
+            row = await cursor.fetchone()
+        return None if row is None else TaskRecord(*row)
+
+    async def cancel_task(self, owner: str, task_id: str, now: float) -> bool:
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                "UPDATE tasks SET cancelled_at = COALESCE(cancelled_at, %s) WHERE owner = %s AND task_id = %s",
+                (now, owner, task_id),
+            )
+            return cursor.rowcount > 0
+
+    async def spent_since(self, owner: str, since: str) -> float:
+        async with self._connection() as conn:
+            cursor = await conn.execute(  # a group's runs are journaled with their price too: count the group once
+                "SELECT (SELECT COALESCE(SUM(cost_usd), 0) FROM runs"
+                " WHERE owner = %s AND group_id IS NULL AND created_at >= %s)"
+                " + (SELECT COALESCE(SUM(cost_usd), 0) FROM groups WHERE owner = %s AND created_at >= %s)",
+                (owner, since, owner, since),
+            )
+            row = await cursor.fetchone()
+        return float(row[0]) if row else 0.0
+
+    async def issue_confirmation(self, owner: str, token_hash: str, fingerprint: str, expires_at: float) -> None:
+        async with self._transaction() as conn:
+            await conn.execute("DELETE FROM confirmations WHERE expires_at < %s", (expires_at - 86_400.0,))
+            await conn.execute(
+                "INSERT INTO confirmations (token_hash, owner, fingerprint, expires_at) VALUES (%s, %s, %s, %s)",
+                (token_hash, owner, fingerprint, expires_at),
+            )
+
+    async def redeem_confirmation(self, owner: str, token_hash: str, fingerprint: str, now: float) -> Redeemed:
+        async with self._transaction() as conn:
+            cursor = await conn.execute(  # the row lock makes concurrent redeems of one token queue
+                "SELECT fingerprint, expires_at, used_at FROM confirmations WHERE token_hash = %s AND owner = %s"
+                " FOR UPDATE",
+                (token_hash, owner),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return "unknown"
+            outcome = redeemed(row, fingerprint, now)
+            if outcome == "ok":
+                await conn.execute("UPDATE confirmations SET used_at = %s WHERE token_hash = %s", (now, token_hash))
+            return outcome
 
 
 async def _configure(conn: Conn) -> None:

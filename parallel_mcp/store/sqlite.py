@@ -28,9 +28,12 @@ from parallel_mcp.store import (
     GroupRecord,
     IntentKind,
     JournalEntry,
+    Redeemed,
     RunRecord,
     Store,
     StoreError,
+    TaskRecord,
+    redeemed,
 )
 
 if TYPE_CHECKING:
@@ -102,6 +105,28 @@ _MIGRATIONS: list[tuple[int, str]] = [
             PRIMARY KEY (owner, run_id)
         );
         CREATE TABLE deliveries (id TEXT PRIMARY KEY, received_at REAL NOT NULL);
+        """,
+    ),
+    (
+        3,
+        """
+        CREATE TABLE tasks (
+            task_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            target_id TEXT NOT NULL,
+            shaping TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            cancelled_at REAL
+        );
+        CREATE TABLE confirmations (
+            token_hash TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            used_at REAL
+        );
+        CREATE INDEX groups_by_time ON groups (owner, created_at);
         """,
     ),
 ]
@@ -440,3 +465,68 @@ class SQLiteStore(Store):
             )
         )
         return changed == 1
+
+    # -- tasks, spending and confirmations -------------------------------------------------------------
+
+    async def create_task(self, task: TaskRecord) -> None:
+        self._run(
+            lambda db: db.execute(
+                "INSERT INTO tasks (task_id, owner, kind, target_id, shaping, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (task.task_id, task.owner, task.kind, task.target_id, task.shaping, task.created_at),
+            )
+        )
+
+    async def task(self, owner: str, task_id: str) -> TaskRecord | None:
+        row = self._run(
+            lambda db: db.execute(
+                "SELECT task_id, owner, kind, target_id, shaping, created_at, cancelled_at FROM tasks"
+                " WHERE owner = ? AND task_id = ?",
+                (owner, task_id),
+            ).fetchone()
+        )
+        return None if row is None else TaskRecord(*row)
+
+    async def cancel_task(self, owner: str, task_id: str, now: float) -> bool:
+        changed = self._run(
+            lambda db: (
+                db.execute(
+                    "UPDATE tasks SET cancelled_at = COALESCE(cancelled_at, ?) WHERE owner = ? AND task_id = ?",
+                    (now, owner, task_id),
+                ).rowcount
+            )
+        )
+        return changed > 0
+
+    async def spent_since(self, owner: str, since: str) -> float:
+        # A group's runs are journaled with their price too: the group's row counts them once.
+        row = self._run(
+            lambda db: db.execute(
+                "SELECT (SELECT COALESCE(SUM(cost_usd), 0) FROM runs"
+                " WHERE owner = ? AND group_id IS NULL AND created_at >= ?)"
+                " + (SELECT COALESCE(SUM(cost_usd), 0) FROM groups WHERE owner = ? AND created_at >= ?)",
+                (owner, since, owner, since),
+            ).fetchone()
+        )
+        return float(row[0])
+
+    async def issue_confirmation(self, owner: str, token_hash: str, fingerprint: str, expires_at: float) -> None:
+        with self._transaction() as db:
+            # Long-expired tokens are of no use to anyone, even to explain a refusal.
+            db.execute("DELETE FROM confirmations WHERE expires_at < ?", (expires_at - 86_400.0,))
+            db.execute(
+                "INSERT INTO confirmations (token_hash, owner, fingerprint, expires_at) VALUES (?, ?, ?, ?)",
+                (token_hash, owner, fingerprint, expires_at),
+            )
+
+    async def redeem_confirmation(self, owner: str, token_hash: str, fingerprint: str, now: float) -> Redeemed:
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT fingerprint, expires_at, used_at FROM confirmations WHERE token_hash = ? AND owner = ?",
+                (token_hash, owner),
+            ).fetchone()
+            if row is None:
+                return "unknown"
+            outcome = redeemed(row, fingerprint, now)
+            if outcome == "ok":
+                db.execute("UPDATE confirmations SET used_at = ? WHERE token_hash = ?", (now, token_hash))
+            return outcome

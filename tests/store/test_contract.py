@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import anyio
 import pytest
 
-from parallel_mcp.store import SENDING_STALE_SECONDS, Claim, GroupRecord, RunRecord, Store
+from parallel_mcp.store import SENDING_STALE_SECONDS, Claim, GroupRecord, RunRecord, Store, TaskRecord
 
 pytestmark = pytest.mark.anyio
 
@@ -262,3 +263,58 @@ async def test_a_run_named_by_a_lost_intents_tag_is_adopted_once_for_its_owner(s
     again = await claim(store, key="k1", now=NOW + 1)
     assert (again.outcome, again.target_id) == ("created", "trun_found")
     assert await store.owns("alice", "trun_found") and not await store.owns("alice", "trun_other")
+
+
+def task(task_id: str, owner: str = "alice", target: str = "trun_1") -> TaskRecord:
+    return TaskRecord(task_id, owner, "run", target, '{"warnings": []}', NOW)
+
+
+async def test_a_task_is_readable_by_its_owner_only_and_detaches_once(store: Store) -> None:
+    await store.create_task(task("task_1"))
+    assert await store.task("alice", "task_1") == task("task_1")
+    assert await store.task("bob", "task_1") is None and await store.task("alice", "task_2") is None
+    assert not await store.cancel_task("bob", "task_1", NOW + 1)
+    assert await store.cancel_task("alice", "task_1", NOW + 2)
+    assert await store.cancel_task("alice", "task_1", NOW + 3)  # a repeat finds it, and keeps the first time
+    kept = await store.task("alice", "task_1")
+    assert kept is not None and kept.cancelled_at == NOW + 2
+
+
+async def test_spending_since_a_time_counts_runs_and_groups_once_per_owner(store: Store) -> None:
+    first = await claim(store)
+    await store.created(
+        first.intent_id, "alice", run("trun_1", created_at="2026-11-28T10:00:00Z"), idempotency_key=None
+    )
+    old = await claim(store, fingerprint="fp-old")
+    await store.created(old.intent_id, "alice", run("trun_0", created_at="2026-11-27T23:59:59Z"), idempotency_key=None)
+    group = await claim(store, fingerprint="fp-group", kind="group")
+    record = GroupRecord("tgrp_1", "lite", "row", 2, created_at="2026-11-28T11:00:00.5Z", cost_usd=0.01)
+    await store.group_created(group.intent_id, "alice", record)
+    rows = [replace(run(f"trun_g{n}", created_at="2026-11-28T11:00:01Z"), group_id="tgrp_1") for n in (1, 2)]
+    await store.group_filled(group.intent_id, "alice", rows)
+    assert await store.spent_since("alice", "2026-11-28T00:00:00Z") == pytest.approx(0.015)
+    assert await store.spent_since("alice", "2026-11-27T00:00:00Z") == pytest.approx(0.02)
+    assert await store.spent_since("bob", "2026-11-27T00:00:00Z") == 0
+
+
+async def test_a_confirmation_is_spent_once_on_its_own_request_before_it_expires(store: Store) -> None:
+    await store.issue_confirmation("alice", "h1", "fp1", NOW + 300)
+    assert await store.redeem_confirmation("bob", "h1", "fp1", NOW) == "unknown"
+    assert await store.redeem_confirmation("alice", "h1", "fp2", NOW) == "other_request"
+    assert await store.redeem_confirmation("alice", "h1", "fp1", NOW + 300) == "expired"
+    assert await store.redeem_confirmation("alice", "nope", "fp1", NOW) == "unknown"
+    assert await store.redeem_confirmation("alice", "h1", "fp1", NOW + 299) == "ok"
+    assert await store.redeem_confirmation("alice", "h1", "fp1", NOW + 299) == "used"
+
+
+async def test_concurrent_redeems_of_one_confirmation_spend_it_once(store: Store) -> None:
+    await store.issue_confirmation("alice", "h1", "fp1", NOW + 300)
+    outcomes: list[str] = []
+
+    async def redeem() -> None:
+        outcomes.append(await store.redeem_confirmation("alice", "h1", "fp1", NOW))
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(5):
+            tasks.start_soon(redeem)
+    assert sorted(outcomes) == ["ok", "used", "used", "used", "used"]
