@@ -51,11 +51,6 @@ def compat_env(speed: int = 1000) -> dict[str, str]:
     return server_env(PARALLEL_MCP_EMULATOR_SPEED=str(speed), PARALLEL_MCP_LOG_LEVEL="WARNING")
 
 
-def env_command(speed: int = 1000) -> list[str]:
-    """The server command wrapped in `env`, for clients that start servers with a minimal environment."""
-    return ["env", f"PARALLEL_MCP_EMULATOR_SPEED={speed}", *server_command()]
-
-
 @asynccontextmanager
 async def stdio_session(speed: int = 1000) -> AsyncGenerator[ClientSession]:
     """A plain MCP client session with a real server subprocess."""
@@ -263,19 +258,19 @@ def samples_for(tools: list[ToolDict]) -> dict[str, list[dict[str, Any]]]:
 
 
 def readme_block(heading: str) -> str:
-    """The first ```python block under a `#### heading` of the README's Clients section."""
+    """The first ```python block under a `### heading` of the README's Clients section."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
     section = text[text.index("\n## Clients\n") :]
     section = section[: section.index("\n## ", 1)]
-    start = section.index(f"\n#### {heading}\n")
+    start = section.index(f"\n### {heading}\n")
     block = section[section.index("```python\n", start) + len("```python\n") :]
     return block[: block.index("```")]
 
 
-def runnable_snippet(heading: str, speed: int) -> str:
-    """A README snippet with the documented server command swapped for this checkout's, at `speed`."""
+def runnable_snippet(heading: str, environment: dict[str, str]) -> str:
+    """A README snippet with the documented server command swapped for this checkout's, run under `environment`."""
     code = readme_block(heading)
     for documented in (DOCUMENTED_COMMAND, DOCUMENTED_ARGS):
         assert code.count(documented) == 1, f"the README's {heading} snippet no longer starts the server as documented"
-    command, *args = env_command(speed)
+    command, *args = ["env", *(f"{name}={value}" for name, value in environment.items()), *server_command()]
     return code.replace(DOCUMENTED_COMMAND, repr(command)).replace(DOCUMENTED_ARGS, repr(args))

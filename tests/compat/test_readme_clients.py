@@ -1,0 +1,189 @@
+"""The README's client snippets, run: pydantic-ai, OpenAI Agents and google-genai against a real server.
+
+Each snippet is taken from the README's Clients section as it is, with only the documented server
+command (`uvx --from /ABSOLUTE/PATH/TO/parallel-mcp parallel-mcp`) swapped for this checkout's. The
+server gets the snippet's `PARALLEL_API_KEY` and talks to an emulator on loopback, as it would to
+api.parallel.ai; the model is scripted (pydantic-ai's `FunctionModel`, a loopback Gemini API).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from parallel_mcp.emulator.config import EmulatorConfig
+from parallel_mcp.emulator.runner import serve_emulator
+from parallel_mcp.serving import serve_asgi
+from tests.compat.support import MAX_WAIT_SECONDS, runnable_snippet
+
+pytestmark = pytest.mark.anyio
+
+API_KEY = "test-key-0123456789"
+RUN_ID = re.compile(r"trun_[A-Za-z0-9]+")
+FIELDS = json.dumps(
+    {
+        "type": "object",
+        "properties": {"founder": {"type": "string", "description": "Who founded the company"}},
+        "required": ["founder"],
+        "additionalProperties": False,
+    }
+)
+
+
+@asynccontextmanager
+async def keyed_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, speed: float) -> AsyncGenerator[dict[str, str]]:
+    """An emulator on loopback standing in for api.parallel.ai, and the environment that points a server at it."""
+    for name in ("PARALLEL_BASE_URL", "PARALLEL_MCP_CONFIG", "PARALLEL_MCP_EMULATOR_SPEED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PARALLEL_API_KEY", API_KEY)
+    async with serve_emulator(EmulatorConfig(api_key=API_KEY, speed=speed)) as emulator:
+        yield {"PARALLEL_BASE_URL": emulator.base_url, "XDG_STATE_HOME": str(tmp_path)}
+
+
+def run_snippet(heading: str, environment: dict[str, str]) -> dict[str, Any]:
+    """Execute a README snippet; its globals."""
+    namespace: dict[str, Any] = {}
+    exec(compile(runnable_snippet(heading, environment), f"README.md ({heading})", "exec"), namespace)
+    return namespace
+
+
+def as_text(content: object) -> str:
+    return content if isinstance(content, str) else json.dumps(content, default=str)
+
+
+async def test_the_readme_pydantic_ai_agent_runs_create_get_answer_with_fields_from_a_json_text_schema(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The agent loop: a scripted model sends every argument (null where unused, as strict models do), with
+    `output_schema` as JSON text; it gets fields back, not a report (problem 3 end to end)."""
+    from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+    calls: list[str] = []
+    results: list[str] = []
+
+    def every_argument(info: AgentInfo, tool: str, **given: Any) -> dict[str, Any]:
+        (definition,) = [found for found in info.function_tools if found.name == tool]
+        return {name: given.get(name) for name in definition.parameters_json_schema["properties"]}
+
+    def scripted(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        returns = [part for message in messages for part in message.parts if isinstance(part, ToolReturnPart)]
+        if returns:
+            results.append(as_text(returns[-1].content))
+        if not returns:
+            arguments = every_argument(
+                info,
+                "create_task_run",
+                input="Who founded Acme?",
+                processor="lite",
+                output_schema=FIELDS,
+                wait_seconds=0,
+            )
+            call = ToolCallPart("create_task_run", arguments)
+        elif len(returns) == 1:
+            found = RUN_ID.search(results[0])
+            assert found, results[0]
+            call = ToolCallPart(
+                "get_task_run", every_argument(info, "get_task_run", run_id=found.group(0), wait_seconds=20)
+            )
+        else:
+            output = cast(dict[str, Any], returns[-1].content)["output"]
+            return ModelResponse(parts=[TextPart(f"Acme was founded by {output['content']['founder']}.")])
+        calls.append(call.tool_name)
+        return ModelResponse(parts=[call])
+
+    monkeypatch.setenv("OPENAI_API_KEY", "unused: the model is scripted")
+    async with keyed_server(monkeypatch, tmp_path, speed=1000) as environment:
+        agent = run_snippet("pydantic-ai", environment)["agent"]
+        with agent.override(model=FunctionModel(scripted)):
+            async with agent:
+                result = await agent.run("Who founded Acme? Cite sources.")
+
+    assert calls == ["create_task_run", "get_task_run"]
+    assert '"status": "completed"' in results[1], results[1]
+    assert result.output.startswith("Acme was founded by ") and "emulated" in result.output
+
+
+async def test_the_readme_openai_agents_server_keeps_tools_strict_and_a_create_outlasts_the_default_5_s(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from agents.mcp import MCPUtil
+
+    async with keyed_server(monkeypatch, tmp_path, speed=1) as environment:
+        snippet = run_snippet("OpenAI Agents", environment)
+        server = snippet["parallel"]
+        assert server.client_session_timeout_seconds >= MAX_WAIT_SECONDS + 5
+        assert snippet["agent"].mcp_config["convert_schemas_to_strict"] is True
+        async with server:
+            for tool in await server.list_tools():
+                assert MCPUtil.to_function_tool(tool, server, convert_schemas_to_strict=True).strict_json_schema
+            started = time.monotonic()
+            created = await server.call_tool(
+                "create_task_run", {"input": "Who founded Acme?", "processor": "pro", "wait_seconds": 7}
+            )
+            assert time.monotonic() - started >= 7
+    assert not created.is_error
+    assert cast(dict[str, Any], created.structured_content)["status"] in ("queued", "running")
+
+
+class ScriptedGemini:
+    """A loopback Gemini API whose model calls create_task_run, then get_task_run, then answers."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    async def generate(self, request: Request) -> JSONResponse:
+        body = cast(dict[str, Any], await request.json())
+        self.requests.append(body)
+        answers = [
+            json.dumps(part["functionResponse"]["response"], default=str)
+            for content in body["contents"]
+            for part in content.get("parts", [])
+            if "functionResponse" in part
+        ]
+        if not answers:
+            arguments = {"input": "Who founded Acme?", "processor": "lite", "output_schema": FIELDS, "wait_seconds": 0}
+            part: dict[str, Any] = {"functionCall": {"name": "create_task_run", "args": arguments}}
+        elif len(answers) == 1:
+            found = RUN_ID.search(answers[0])
+            assert found, answers[0]
+            part = {"functionCall": {"name": "get_task_run", "args": {"run_id": found.group(0), "wait_seconds": 20}}}
+        else:
+            part = {"text": f"Answer from: {answers[-1][:3000]}"}
+        candidate = {"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}
+        return JSONResponse({"candidates": [candidate], "modelVersion": "scripted"})
+
+
+async def test_the_readme_gemini_snippet_declares_every_tool_and_runs_create_get_answer(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Problem 2 end to end: the old definitions made `generate_content` raise before any request."""
+    gemini = ScriptedGemini()
+    app = Starlette(routes=[Route("/{path:path}", gemini.generate, methods=["POST"])])
+    monkeypatch.setenv("GEMINI_API_KEY", "unused: the model is scripted")
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
+    async with serve_asgi(app) as gemini_url, keyed_server(monkeypatch, tmp_path, speed=1000) as environment:
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini_url)
+        answer = await run_snippet("Google Gen AI SDK (Gemini)", environment)["ask"]("Who founded Acme?")
+
+    first = gemini.requests[0]
+    declared = [declaration for tool in first["tools"] for declaration in tool["functionDeclarations"]]
+    assert sorted(declaration["name"] for declaration in declared) == sorted(
+        ["create_task_run", "get_task_run", "list_task_runs", "create_task_group", "get_task_group"]
+    )
+    for declaration in declared:
+        assert declaration["parameters"]["type"] == "OBJECT" and declaration["parameters"]["properties"], declaration
+    assert len(gemini.requests) == 3
+    assert answer is not None and "completed" in answer and "founder" in answer, answer
