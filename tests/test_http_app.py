@@ -118,9 +118,7 @@ async def test_a_request_whose_id_is_not_a_string_or_integer_gets_a_json_rpc_err
     assert response.json()["error"]["code"] == -32600 and response.json()["id"] is None
 
 
-async def test_with_a_token_the_servers_own_routes_authenticate_themselves_and_the_mcp_endpoint_still_needs_it() -> (
-    None
-):
+async def test_with_a_token_the_servers_own_routes_authenticate_themselves_but_mcp_still_needs_it() -> None:
     async with emulator_client(EmulatorConfig(instant=True)) as (_emulator, client):
         config = Settings.model_validate({"transport": "streamable-http", "auth_token": TOKEN})
         server = create_server(config, client=client, emulated=True)
