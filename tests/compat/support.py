@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import jsonschema
+import pytest
 from jsonschema.exceptions import best_match
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -39,6 +40,11 @@ MAX_WAIT_SECONDS = 50
 DOCUMENTED_COMMAND = '"uvx"'
 DOCUMENTED_ARGS = '["--from", "/ABSOLUTE/PATH/TO/parallel-mcp", "parallel-mcp"]'
 """How the README's Python snippets start the server; the tests swap in this checkout's interpreter."""
+
+
+FASTMCP_TOOL_ALIAS = pytest.mark.filterwarnings("ignore:Accessing `Tool.inputSchema` is deprecated")
+"""Once fastmcp (pydantic-ai's MCP client) is imported, mcp's `Tool` gets an `inputSchema` alias that warns,
+and google-genai reads `inputSchema` first: a warning in an application, an error under our `-W error`."""
 
 
 def server_command() -> list[str]:
