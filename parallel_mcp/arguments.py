@@ -72,6 +72,7 @@ class SpecArguments(_Arguments):
     idempotency_key: Key = None
     force_new: bool = False
     wait_seconds: Wait = None
+    confirm_token: Key = None
 
 
 class CreateRunArguments(SpecArguments):

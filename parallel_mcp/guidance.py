@@ -264,3 +264,107 @@ def unexpected_error_message(error: Exception) -> str:
         f"parallel-mcp failed unexpectedly ({type(error).__name__}); the details are in the server's log. "
         "If this call was creating a run, call list_task_runs before creating it again."
     )
+
+
+# -- spending: budgets and confirmations ---------------------------------------------------------
+
+_SETTING_ENV = {
+    "confirm_above_usd": "PARALLEL_MCP_CONFIRM_ABOVE_USD",
+    "daily_budget_usd": "PARALLEL_MCP_DAILY_BUDGET_USD",
+}
+
+
+def _setting(name: str) -> str:
+    return f"{name} ({_SETTING_ENV[name]})"
+
+
+def _runs(count: int, processor: str) -> str:
+    return f"{count} billed {processor} run{'s' if count != 1 else ''}"
+
+
+def budget_refusal(count: int, processor: str, price: float, spent: float, budget: float) -> str:
+    """A create that would take its owner's spending today above the daily budget: refused, nothing created."""
+    return (
+        f"Refused by this server's daily budget, {_setting('daily_budget_usd')} = ${budget:g}: this call's "
+        f"{_runs(count, processor)} cost ${price:.4g}, and ${spent:.4g} was already spent today (UTC) by this "
+        "key or user. Nothing was created. Use a cheaper processor or fewer inputs, wait for the budget to "
+        "reset at 00:00 UTC, or ask the user to raise the budget."
+    )
+
+
+def confirmation_question(count: int, processor: str, price: float, limit: float, summary: str) -> str:
+    """What the human is asked before a create above `confirm_above_usd`."""
+    return (
+        f"Start {_runs(count, processor)} for ${price:.4g}? This server asks above ${limit:g} "
+        f"(confirm_above_usd). Input: {summary}"
+    )
+
+
+def confirmation_needed_step(tool: str, count: int, processor: str, price: float, limit: float, minutes: int) -> str:
+    """The next step of a create that waits for the user's yes (clients that cannot ask the user themselves)."""
+    return (
+        f"Confirmation needed; nothing was created. This call would start {_runs(count, processor)} for "
+        f"${price:.4g}, above this server's {_setting('confirm_above_usd')} = ${limit:g}. Ask the user whether "
+        f"to spend it. Only if they agree, call {tool} again with exactly the same arguments plus "
+        f"confirm_token (below; valid {minutes} min, once)."
+    )
+
+
+def declined_message(count: int, processor: str, price: float, limit: float) -> str:
+    """The user said no (or dismissed the question) to a create above `confirm_above_usd`."""
+    return (
+        f"The user declined to start {_runs(count, processor)} for ${price:.4g} (asked because it is above "
+        f"{_setting('confirm_above_usd')} = ${limit:g}). Nothing was created; do not repeat the call unless the "
+        "user asks for it."
+    )
+
+
+_TOKEN_PROBLEMS = {
+    "unknown": "it is not one this server issued to this key or user",
+    "other_request": "it was issued for a different request (the arguments changed since)",
+    "used": "it was already used, and works once only (list_task_runs shows the run that call created)",
+    "expired": "it has expired",
+}
+
+
+def bad_token_message(problem: str, tool: str, limit: float) -> str:
+    """A confirm_token that cannot confirm this create."""
+    return (
+        f"confirm_token refused: {_TOKEN_PROBLEMS.get(problem, problem)}. Nothing was created. Calls above "
+        f"{_setting('confirm_above_usd')} = ${limit:g} need the user's yes: call {tool} without confirm_token for "
+        "a new one, and ask the user before passing it back."
+    )
+
+
+# -- resources -----------------------------------------------------------------------------------
+
+_PROCESSOR_USES = {
+    "lite": "Quick lookups: one or two simple fields.",
+    "base": "Simple enrichment: a few fields that one or two sources answer.",
+    "core": "Cross-referenced enrichment of up to about 10 fields; the usual choice for task groups.",
+    "core2x": "Like core, with twice the compute for harder fields.",
+    "pro": "Exploratory research: a short cited report, or up to about 20 researched fields.",
+    "ultra": "Deep research reports with many sources.",
+    "ultra2x": "Deeper research than ultra, on harder questions.",
+    "ultra4x": "Very deep research; expect up to 1.5 h.",
+    "ultra8x": "The deepest research; expect up to 2 h and confirm the price first.",
+}
+
+
+def processor_use(name: str) -> str:
+    """What a processor is for, in one sentence (the `-fast` variants trade freshness for speed)."""
+    tier = name.removesuffix("-fast")
+    use = _PROCESSOR_USES.get(tier, "")
+    if name.endswith("-fast"):
+        return f"{use} The -fast variant: 2-5x faster at the same price, from fresher-cache sources."
+    return use
+
+
+def report_pending_text(run_id: str, status: str, error: str | None) -> str:
+    """What a report resource says before (or instead of) the report."""
+    if error is not None:
+        return f"# Task run {run_id}\n\nThe run is {status}; there is no report. Error: {error}\n"
+    return (
+        f"# Task run {run_id}\n\nThe run is {status}; its report appears here once it completes. "
+        f"Subscribe to this resource (or to parallel://runs/{run_id}) to be told when it ends.\n"
+    )

@@ -9,9 +9,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from parallel_mcp.models import Citation, FieldBasis, TaskRunResult
 from parallel_mcp.paging import owner_field
 from parallel_mcp.text import format_duration, shorten
-from parallel_mcp.views import OutputPage, RunListView, TaskGroupView, TaskRunView
+from parallel_mcp.views import ConfirmationNeeded, OutputPage, RunListView, TaskGroupView, TaskRunView
 
 RENDER_VALUE_CHARS = 2_000
 """Longest value `render_page` shows for one json field; the structured page keeps it whole."""
@@ -200,3 +201,97 @@ def render(view: TaskRunView | RunListView | TaskGroupView) -> str:
     if isinstance(view, RunListView):
         return render_run_list(view)
     return render_group(view)
+
+
+def render_confirmation(step: str, confirmation: ConfirmationNeeded, *, emulated: bool) -> str:
+    """The compact text of a create that waits for the user's yes (its token included: the agent passes it back)."""
+    lines = [
+        f"Confirmation needed{' [EMULATED]' if emulated else ''}: {confirmation.runs} x {confirmation.processor} "
+        f"for ${confirmation.price_usd:.4g} (confirm_above_usd ${confirmation.limit_usd:g})",
+        f"Input: {confirmation.input_summary}",
+        f"Next step: {step}",
+        f"confirm_token: {confirmation.confirm_token} (valid {confirmation.expires_in_seconds} s, once)",
+    ]
+    return "\n".join(lines)
+
+
+def _numbered_sources(basis: Sequence[FieldBasis]) -> tuple[dict[str, int], list[Citation]]:
+    """Every cited URL numbered once, in order of first citation, with all the excerpts given for it."""
+    numbers: dict[str, int] = {}
+    sources: list[Citation] = []
+    for entry in basis:
+        for citation in entry.citations:
+            if citation.url not in numbers:
+                numbers[citation.url] = len(sources) + 1
+                sources.append(citation.model_copy(update={"excerpts": list(citation.excerpts or [])}))
+                continue
+            kept = sources[numbers[citation.url] - 1]
+            assert kept.excerpts is not None
+            kept.excerpts.extend(e for e in citation.excerpts or [] if e not in kept.excerpts)
+            if kept.title is None and citation.title:
+                kept.title = citation.title
+    return numbers, sources
+
+
+def _report_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return "```json\n" + json.dumps(value, ensure_ascii=False, indent=2, default=str) + "\n```"
+
+
+def _basis_lines(entry: FieldBasis, numbers: dict[str, int]) -> list[str]:
+    marks = _citation_marks([numbers[c.url] for c in entry.citations])
+    lines = [f"Sources: {marks}"] if marks else []
+    if entry.confidence:
+        lines.append(f"Confidence: {entry.confidence}")
+    if entry.reasoning:
+        lines.append(f"Reasoning: {entry.reasoning}")
+    return lines
+
+
+def render_report(result: TaskRunResult, *, emulated: bool = False) -> str:
+    """A completed run's whole output as one markdown document, unpaged and uncut, with every citation.
+
+    Text output: the report itself, then its basis. JSON output: a section per field (nested values
+    as JSON), with its citations, confidence and reasoning. Then every source, numbered once in
+    order of first citation, with its title and all its excerpts; then any MCP tool calls.
+    """
+    run = result.run
+    output = result.output
+    numbers, sources = _numbered_sources(output.basis)
+    lines = [f"# Task run {run.run_id}", ""]
+    facts = [f"processor {run.processor}", f"status {run.status}"]
+    if run.created_at:
+        facts.append(f"created {run.created_at}")
+    if run.interaction_id:
+        facts.append(f"interaction_id {run.interaction_id}")
+    lines.append(" · ".join(facts) + (" · [EMULATED] local emulator, not real research" if emulated else ""))
+    lines.append("")
+    if isinstance(output.content, str):
+        lines.extend([output.content.rstrip(), ""])
+        for entry in output.basis:
+            basis = _basis_lines(entry, numbers)
+            if basis:
+                lines.extend([f"## Basis ({entry.field})", "", *basis, ""])
+    else:
+        by_field: dict[str, list[FieldBasis]] = {}
+        for entry in output.basis:
+            by_field.setdefault(owner_field(entry.field, set(output.content)) or entry.field, []).append(entry)
+        for key, value in output.content.items():
+            lines.extend([f"## {key}", "", _report_value(value), ""])
+            for entry in by_field.get(key, []):
+                label = [] if entry.field == key else [f"{entry.field}:"]
+                lines.extend([*label, *_basis_lines(entry, numbers), ""])
+    if sources:
+        lines.extend(["## Sources", ""])
+        for number, source in enumerate(sources, start=1):
+            lines.append(f"[{number}] {source.title} — {source.url}" if source.title else f"[{number}] {source.url}")
+            lines.extend(f"    > {' '.join(excerpt.split())}" for excerpt in source.excerpts or [])
+        lines.append("")
+    if output.mcp_tool_calls:
+        lines.extend(["## MCP tool calls", ""])
+        for call in output.mcp_tool_calls:
+            outcome = f"error: {call.error}" if call.error else (call.content or "ok")
+            lines.append(f"- {call.server_name}.{call.tool_name}({call.arguments}) → {outcome}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

@@ -9,6 +9,7 @@ from mcp.server.mcpserver import MCPServer
 from parallel_mcp import __version__
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.config import Settings
+from parallel_mcp.resources import add_resources, remember_request
 from parallel_mcp.runtime import make_lifespan
 from parallel_mcp.tools import build_tools
 from parallel_mcp.webhooks import WEBHOOK_PATH, WebhookReceiver
@@ -61,7 +62,9 @@ def create_server(
         lifespan=make_lifespan(settings, client=client, emulated=emulated, webhooks=webhooks),
         log_level=settings.log_level,
         tools=build_tools(),
+        middleware=[remember_request],
     )
+    add_resources(server)
     if webhooks is not None:
         # Public, like every custom route: Parallel signs its deliveries instead of sending a token.
         server.custom_route(WEBHOOK_PATH, methods=["POST"])(webhooks.handle)

@@ -68,6 +68,7 @@ IDEMPOTENCY_KEY = optional(string("Unique per intended run: a repeat with this k
 FORCE_NEW = optional(
     boolean("true: create even if the same request made a run in the last 10 min (normally it is returned).")
 )
+CONFIRM_TOKEN = optional(string("Only after the user agreed: the confirm_token a result gave."))
 
 CREATE_TASK_RUN = arguments(
     ["input"],
@@ -105,6 +106,7 @@ CREATE_TASK_RUN = arguments(
     idempotency_key=IDEMPOTENCY_KEY,
     force_new=FORCE_NEW,
     wait_seconds=WAIT,
+    confirm_token=CONFIRM_TOKEN,
 )
 
 GET_TASK_RUN = arguments(
@@ -132,6 +134,7 @@ CREATE_TASK_GROUP = arguments(
     idempotency_key=IDEMPOTENCY_KEY,
     force_new=FORCE_NEW,
     wait_seconds=WAIT,
+    confirm_token=CONFIRM_TOKEN,
 )
 
 GET_TASK_GROUP = arguments(

@@ -13,10 +13,10 @@ from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
 
 from parallel_mcp import tool_schemas
 from parallel_mcp.arguments import (
@@ -35,10 +35,29 @@ from parallel_mcp.deadline import CALL_MARGIN_SECONDS, call_deadline
 from parallel_mcp.errors import ParallelMCPError
 from parallel_mcp.guidance import describe_error, processor_line, run_list_step, unexpected_error_message
 from parallel_mcp.processors import TIER_NAMES, check_cost
-from parallel_mcp.render import render
+from parallel_mcp.render import render, render_confirmation
+from parallel_mcp.resources import REPORT_TITLE, report_uri
 from parallel_mcp.runs import PageRequest
 from parallel_mcp.runtime import AppContext, caller
-from parallel_mcp.views import RunListView, RunSummary, TaskGroupView, TaskRunView
+from parallel_mcp.spending import (
+    Confirm,
+    ask_to_spend_on_group,
+    ask_to_spend_on_run,
+    confirmation_step,
+    group_spend,
+    guard,
+    run_spend,
+)
+from parallel_mcp.store import IntentKind
+from parallel_mcp.views import (
+    ConfirmationNeeded,
+    CreatedGroupView,
+    CreatedRunView,
+    RunListView,
+    RunSummary,
+    TaskGroupView,
+    TaskRunView,
+)
 from parallel_mcp.waiter import ProgressSink
 
 logger = logging.getLogger(__name__)
@@ -58,10 +77,36 @@ def _hints(title: str, *, creates: bool, open_world: bool = True) -> ToolAnnotat
 
 
 def _respond(app: AppContext, view: TaskRunView | RunListView | TaskGroupView) -> CallToolResult:
-    """The one way a view becomes a tool result: marked emulated where it is, rendered, and structured."""
+    """The one way a view becomes a tool result: marked emulated where it is, rendered, and structured.
+
+    A completed run's result links its whole report (every page, every citation) as a resource.
+    """
     view.emulated = app.emulated
+    content: list[ContentBlock] = [TextContent(type="text", text=render(view))]
+    if isinstance(view, TaskRunView) and view.status == "completed":
+        content.append(
+            ResourceLink(
+                type="resource_link",
+                uri=report_uri(view.run_id),
+                name=f"report {view.run_id}",
+                title=REPORT_TITLE,
+                mime_type="text/markdown",
+            )
+        )
+    return CallToolResult(content=content, structured_content=view.model_dump(mode="json"))
+
+
+def _confirm(app: AppContext, confirmation: ConfirmationNeeded, kind: IntentKind) -> CallToolResult:
+    """A create that waits for the user's yes: not an error; nothing was created."""
+    step = confirmation_step(confirmation, kind)
+    structured: dict[str, Any] = {
+        "next_step": step,
+        "confirmation": confirmation.model_dump(mode="json"),
+        "emulated": app.emulated,
+    }
     return CallToolResult(
-        content=[TextContent(type="text", text=render(view))], structured_content=view.model_dump(mode="json")
+        content=[TextContent(type="text", text=render_confirmation(step, confirmation, emulated=app.emulated))],
+        structured_content=structured,
     )
 
 
@@ -74,7 +119,7 @@ def _sink(ctx: ToolContext) -> ProgressSink:
 
 def _given(arguments: dict[str, Any]) -> dict[str, Any]:
     """A tool's arguments from its `locals()` at entry: everything but the context."""
-    return {name: value for name, value in arguments.items() if name != "ctx"}
+    return {name: value for name, value in arguments.items() if name not in ("ctx", "approval")}
 
 
 @contextmanager
@@ -102,6 +147,7 @@ def _within(wait: float) -> AbstractContextManager[None]:
 
 async def create_task_run(
     ctx: ToolContext,
+    approval: Annotated[ElicitationResult[Confirm], Resolve(ask_to_spend_on_run)],
     input: Any = None,
     processor: Any = None,
     output_schema: Any = None,
@@ -117,7 +163,8 @@ async def create_task_run(
     idempotency_key: Any = None,
     force_new: Any = None,
     wait_seconds: Any = None,
-) -> Annotated[CallToolResult, TaskRunView]:
+    confirm_token: Any = None,
+) -> Annotated[CallToolResult, CreatedRunView]:
     """Start a Parallel Task API run: cited web research, or structured enrichment of an entity.
 
     Waits up to wait_seconds; returns the result, or the run_id and status (then call
@@ -131,6 +178,9 @@ async def create_task_run(
         body = run_body(args, default_processor=app.settings.default_processor)
         check_cost(body.processor, app.settings.max_cost_usd)
         who = await caller(app, ctx.headers)
+        pending = await guard(app, ctx, who.owner, run_spend(body), token=args.confirm_token, approval=approval)
+        if pending is not None:
+            return _confirm(app, pending, "run")
         wait = _wait(app, args.wait_seconds)
         with _within(wait):
             view = await app.runs.create(
@@ -190,6 +240,7 @@ async def list_task_runs(
 
 async def create_task_group(
     ctx: ToolContext,
+    approval: Annotated[ElicitationResult[Confirm], Resolve(ask_to_spend_on_group)],
     inputs: Any = None,
     processor: Any = None,
     output_schema: Any = None,
@@ -198,7 +249,8 @@ async def create_task_group(
     idempotency_key: Any = None,
     force_new: Any = None,
     wait_seconds: Any = None,
-) -> Annotated[CallToolResult, TaskGroupView]:
+    confirm_token: Any = None,
+) -> Annotated[CallToolResult, CreatedGroupView]:
     """Run one task over many inputs at once (enriching a list): one billed run per input.
 
     Arguments as in create_task_run. Waits up to wait_seconds; then call get_task_group.
@@ -210,6 +262,9 @@ async def create_task_group(
         request = group_request(args, default_processor=app.settings.default_processor)
         check_cost(request.processor, app.settings.max_cost_usd)
         who = await caller(app, ctx.headers)
+        pending = await guard(app, ctx, who.owner, group_spend(request), token=args.confirm_token, approval=approval)
+        if pending is not None:
+            return _confirm(app, pending, "group")
         wait = _wait(app, args.wait_seconds)
         with _within(wait):
             view = await app.groups.create(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from parallel_mcp.models import ErrorObject, McpToolCall, TaskRunStatus
 
@@ -161,3 +161,37 @@ class TaskGroupView(View):
     estimated_cost_usd: float | None = Field(default=None, description="List price of the runs added by this call.")
     warnings: list[str] = Field(default_factory=list[str])
     emulated: bool = False
+
+
+class ConfirmationNeeded(View):
+    """A create above `confirm_above_usd` waits for the user's yes; nothing was created yet."""
+
+    confirm_token: str = Field(description="Pass back, with the same arguments, once the user agrees (once only).")
+    expires_in_seconds: int
+    processor: str
+    runs: int
+    price_usd: float = Field(description="List price of every run of this call together.")
+    limit_usd: float = Field(description="The server's confirm_above_usd.")
+    input_summary: str
+
+
+def _or_confirmation(view: type[View], name: str) -> type[View]:
+    """A create tool's output model: `view`, or (its other fields absent) a confirmation the call waits for."""
+    fields: dict[str, Any] = {}
+    for field, info in view.model_fields.items():
+        if info.is_required() and field != "next_step":
+            annotation: Any = info.annotation
+            fields[field] = (annotation | None, Field(default=None, description=info.description))
+        else:
+            fields[field] = (info.annotation, info)
+    fields["confirmation"] = (
+        ConfirmationNeeded | None,
+        Field(default=None, description="Set instead of a run: ask the user, then repeat the call with its token."),
+    )
+    return create_model(name, __base__=View, __doc__=view.__doc__, **fields)
+
+
+CreatedRunView = _or_confirmation(TaskRunView, "CreatedRunView")
+"""What create_task_run returns: the run, or the confirmation it waits for."""
+CreatedGroupView = _or_confirmation(TaskGroupView, "CreatedGroupView")
+"""What create_task_group returns: the group, or the confirmation it waits for."""

@@ -1,0 +1,249 @@
+"""Spending guards of the create tools: a daily budget per owner, and the user's yes above a price.
+
+`daily_budget_usd` refuses a create that would take its owner's spending today (UTC, from the
+journal's list prices) above the budget. `confirm_above_usd` asks the user before a create whose
+runs cost more than it: through elicitation when the client can ask (`ask_to_spend_on_run`/`_group`,
+resolvers that run before the tool body, in either protocol era), else with a one-time
+`confirm_token` bound to that exact request, which the agent passes back once the user agreed.
+Tokens are kept hashed in the store, single use, and expire after `CONFIRM_TOKEN_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel, Field
+
+from parallel_mcp.arguments import CreateGroupArguments, CreateRunArguments, group_request, parse, run_body
+from parallel_mcp.config import Settings
+from parallel_mcp.errors import ParallelMCPError
+from parallel_mcp.groups import GroupRequest, group_fingerprint
+from parallel_mcp.guidance import (
+    bad_token_message,
+    budget_refusal,
+    confirmation_needed_step,
+    confirmation_question,
+    declined_message,
+)
+from parallel_mcp.models import TaskRunInput
+from parallel_mcp.processors import check_cost, get_processor
+from parallel_mcp.runs import excerpt, run_fingerprint
+from parallel_mcp.runtime import AppContext, caller
+from parallel_mcp.store import IntentKind, Store
+from parallel_mcp.text import shorten
+from parallel_mcp.views import ConfirmationNeeded
+
+CONFIRM_TOKEN_SECONDS = 300
+"""How long a confirm token stays valid: enough to ask the user, short enough to be about this request."""
+SUMMARY_CHARS = 100
+TOKEN_PREFIX = "pmc_"
+EPSILON_USD = 1e-9
+"""Prices are sums of floats: a total equal to a limit must not read as above it."""
+CLOCK: Callable[[], float] = time.time
+"""The time tokens are issued and checked at, and budgets' days start at (tests move it)."""
+
+_TOOL = {"run": "create_task_run", "group": "create_task_group"}
+
+
+class SpendRefused(ParallelMCPError):
+    """A create refused by a spending guard; the message names the setting and says nothing was created."""
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What one create would bill, and the request it is."""
+
+    kind: IntentKind
+    processor: str
+    runs: int
+    price_usd: float
+    summary: str
+    """The input in one short line, for the user."""
+    fingerprint: str
+    """The request (everything sent upstream): a confirm token is bound to it."""
+
+
+def run_spend(body: TaskRunInput) -> Spend:
+    """The spend of `create_task_run`'s body."""
+    proc = get_processor(body.processor)
+    price = proc.usd_per_run if proc else 0.0
+    return Spend("run", body.processor, 1, price, shorten(excerpt(body.input), SUMMARY_CHARS), run_fingerprint(body))
+
+
+def group_spend(request: GroupRequest) -> Spend:
+    """The spend of `create_task_group`'s request."""
+    first = shorten(excerpt(request.inputs[0].input), SUMMARY_CHARS)
+    summary = first if len(request.inputs) == 1 else f"{len(request.inputs)} rows; the first: {first}"
+    return Spend("group", request.processor, len(request.inputs), request.price, summary, group_fingerprint(request))
+
+
+class Confirm(BaseModel):
+    """The user's answer, as a form with one checkbox."""
+
+    confirm: bool = Field(title="Start these billed runs", description="Tick to start them; leave it to refuse.")
+
+
+NOT_ASKED = Confirm(confirm=False)
+"""What a resolver gives when it asks nothing: never a yes."""
+
+
+def day_start(now: float) -> str:
+    """Midnight UTC of the day `now` falls on, as the journal writes times."""
+    day = dt.datetime.fromtimestamp(now, dt.UTC).date()
+    return f"{day.isoformat()}T00:00:00Z"
+
+
+def token_hash(token: str) -> str:
+    """What the store keeps of a confirm token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def needs_confirmation(settings: Settings, spend: Spend) -> bool:
+    """True when the call costs more than `confirm_above_usd`."""
+    limit = settings.confirm_above_usd
+    return limit is not None and spend.price_usd > limit + EPSILON_USD
+
+
+def can_elicit(ctx: Context[Any, Any]) -> bool:
+    """True when this request's client can be asked a question (form elicitation) in this call.
+
+    2026-07-28 requests ask through the result (input_required), older ones with a request to the
+    client, which a connection that cannot send requests (stateless HTTP) does not allow.
+    """
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    if elicitation is None or (elicitation.form is None and elicitation.url is not None):
+        return False
+    return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS or bool(ctx.session.can_send_request)
+
+
+async def check_budget(store: Store, settings: Settings, owner: str, spend: Spend) -> None:
+    """Refuse a create that would take the owner's spending today above `daily_budget_usd`.
+
+    Raises:
+        SpendRefused: naming the setting, the price and what was spent today.
+    """
+    budget = settings.daily_budget_usd
+    if budget is None:
+        return
+    spent = await store.spent_since(owner, day_start(CLOCK()))
+    if spent + spend.price_usd > budget + EPSILON_USD:
+        raise SpendRefused(budget_refusal(spend.runs, spend.processor, spend.price_usd, spent, budget))
+
+
+async def guard(
+    app: AppContext,
+    ctx: Context[Any, Any],
+    owner: str,
+    spend: Spend,
+    *,
+    token: str | None,
+    approval: ElicitationResult[Confirm],
+) -> ConfirmationNeeded | None:
+    """Let a create go ahead (None), or say what confirmation it waits for; refuse what may not go ahead.
+
+    Raises:
+        SpendRefused: over the daily budget, declined by the user, or a confirm token that is not this
+            request's, is used or has expired.
+    """
+    settings = app.settings
+    await check_budget(app.store, settings, owner, spend)
+    limit = settings.confirm_above_usd
+    if limit is None or not needs_confirmation(settings, spend):
+        return None
+    now = CLOCK()
+    if token:
+        outcome = await app.store.redeem_confirmation(owner, token_hash(token), spend.fingerprint, now)
+        if outcome != "ok":
+            raise SpendRefused(bad_token_message(outcome, _TOOL[spend.kind], limit))
+        return None
+    if can_elicit(ctx):
+        if isinstance(approval, AcceptedElicitation) and approval.data.confirm:
+            return None
+        raise SpendRefused(declined_message(spend.runs, spend.processor, spend.price_usd, limit))
+    issued = TOKEN_PREFIX + secrets.token_urlsafe(18)
+    await app.store.issue_confirmation(owner, token_hash(issued), spend.fingerprint, now + CONFIRM_TOKEN_SECONDS)
+    return ConfirmationNeeded(
+        confirm_token=issued,
+        expires_in_seconds=CONFIRM_TOKEN_SECONDS,
+        processor=spend.processor,
+        runs=spend.runs,
+        price_usd=round(spend.price_usd, 6),
+        limit_usd=limit,
+        input_summary=spend.summary,
+    )
+
+
+def confirmation_step(confirmation: ConfirmationNeeded, kind: IntentKind) -> str:
+    """The next step of a create that waits for the user's yes."""
+    return confirmation_needed_step(
+        _TOOL[kind],
+        confirmation.runs,
+        confirmation.processor,
+        confirmation.price_usd,
+        confirmation.limit_usd,
+        confirmation.expires_in_seconds // 60,
+    )
+
+
+# -- resolvers: asking the user before the tool body runs ------------------------------------------
+
+
+def _arguments(ctx: Context[Any, Any]) -> dict[str, Any]:
+    """The tool call's arguments as the client sent them (the same ones the tool body parses)."""
+    params = ctx.request_context.params or {}
+    arguments = params.get("arguments")
+    return dict(cast(Mapping[str, Any], arguments)) if isinstance(arguments, Mapping) else {}
+
+
+def _run_spend_of(arguments: dict[str, Any], settings: Settings) -> Spend:
+    return run_spend(run_body(parse(CreateRunArguments, arguments), default_processor=settings.default_processor))
+
+
+def _group_spend_of(arguments: dict[str, Any], settings: Settings) -> Spend:
+    request = group_request(parse(CreateGroupArguments, arguments), default_processor=settings.default_processor)
+    return group_spend(request)
+
+
+async def _ask(
+    ctx: Context[Any, Any], spend_of: Callable[[dict[str, Any], Settings], Spend]
+) -> Elicit[Confirm] | Confirm:
+    """Ask the user when the tool body will need their yes; in every other case ask nothing.
+
+    Whatever is wrong with the call (its arguments, the price limit, the budget) is left to the tool
+    body to say: nobody is asked to approve a call that will be refused anyway.
+    """
+    app = cast(AppContext, ctx.request_context.lifespan_context)
+    limit = app.settings.confirm_above_usd
+    arguments = _arguments(ctx)
+    if limit is None or arguments.get("confirm_token") or not can_elicit(ctx):
+        return NOT_ASKED
+    try:
+        spend = spend_of(arguments, app.settings)
+        if not needs_confirmation(app.settings, spend):
+            return NOT_ASKED
+        check_cost(spend.processor, app.settings.max_cost_usd)
+        who = await caller(app, ctx.headers)
+        await check_budget(app.store, app.settings, who.owner, spend)
+    except ParallelMCPError:
+        return NOT_ASKED
+    question = confirmation_question(spend.runs, spend.processor, spend.price_usd, limit, spend.summary)
+    return Elicit(question, Confirm)
+
+
+async def ask_to_spend_on_run(ctx: Context[Any, Any]) -> Elicit[Confirm] | Confirm:
+    """Resolver of `create_task_run`: the user's yes to a run above `confirm_above_usd`."""
+    return await _ask(ctx, _run_spend_of)
+
+
+async def ask_to_spend_on_group(ctx: Context[Any, Any]) -> Elicit[Confirm] | Confirm:
+    """Resolver of `create_task_group`: the user's yes to a group above `confirm_above_usd`."""
+    return await _ask(ctx, _group_spend_of)

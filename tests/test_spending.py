@@ -1,0 +1,171 @@
+"""Spending guards through a real MCP client: the daily budget, and the user's yes above confirm_above_usd.
+
+The user is asked through elicitation when the client can (both protocol eras); a client that cannot
+gets a confirmation-needed result with a one-time confirm_token bound to that request.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytest
+from mcp import Client, types
+from mcp.client.session import ClientRequestContext
+
+from parallel_mcp import spending
+from parallel_mcp.config import Settings
+from parallel_mcp.emulator.config import EmulatorConfig
+from parallel_mcp.server import create_server
+from tests.support import emulator_client, mcp_session, structured, text_of
+
+pytestmark = pytest.mark.anyio
+
+QUESTION = {"input": "Who founded Acme?", "processor": "lite", "wait_seconds": 0}
+"""A lite run: $0.005."""
+
+
+class Asked:
+    """An elicitation callback that answers as told and remembers what the user was shown."""
+
+    def __init__(self, action: Literal["accept", "decline", "cancel"], confirm: bool = True) -> None:
+        self.action: Literal["accept", "decline", "cancel"] = action
+        self.confirm = confirm
+        self.messages: list[str] = []
+
+    async def __call__(self, context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        assert isinstance(params, types.ElicitRequestFormParams)
+        self.messages.append(params.message)
+        content: dict[str, Any] | None = {"confirm": self.confirm} if self.action == "accept" else None
+        return types.ElicitResult(action=self.action, content=content)
+
+
+async def test_the_daily_budget_lets_a_call_reach_it_and_refuses_the_one_that_would_pass_it() -> None:
+    async with mcp_session(EmulatorConfig(frozen=True), daily_budget_usd=0.01) as session:
+        first = await session.call("create_task_run", {**QUESTION, "input": "one"})
+        second = await session.call("create_task_run", {**QUESTION, "input": "two"})
+        third = await session.call("create_task_run", {**QUESTION, "input": "three"})
+        group = await session.call("create_task_group", {"inputs": ["a"], "processor": "lite", "wait_seconds": 0})
+        runs = session.emulator.state.run_count
+    assert structured(first)["run_id"] and structured(second)["run_id"]  # $0.010 of $0.01: at the budget, not above
+    for refused in (third, group):
+        assert refused.is_error and "daily_budget_usd" in text_of(refused) and "Nothing was created" in text_of(refused)
+    assert "$0.01 was already spent today" in text_of(third)
+    assert runs == 2
+
+
+async def test_a_group_counts_every_row_against_the_budget() -> None:
+    async with mcp_session(EmulatorConfig(frozen=True), daily_budget_usd=0.012) as session:
+        refused = await session.call(
+            "create_task_group", {"inputs": ["a", "b", "c"], "processor": "lite", "wait_seconds": 0}
+        )
+        fits = await session.call("create_task_group", {"inputs": ["a", "b"], "processor": "lite", "wait_seconds": 0})
+    assert refused.is_error and "3 billed lite runs cost $0.015" in text_of(refused)
+    assert structured(fits)["task_group_id"]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_the_user_is_asked_above_the_limit_and_a_yes_creates_the_run(mode: Literal["auto", "legacy"]) -> None:
+    asked = Asked("accept")
+    async with (
+        emulator_client(EmulatorConfig(frozen=True)) as (emulator, client),
+        Client(_server(client, confirm_above_usd=0.001), mode=mode, elicitation_callback=asked) as mcp,
+    ):
+        result = await mcp.call_tool("create_task_run", QUESTION)
+        runs = emulator.state.run_count
+    assert structured(result)["run_id"].startswith("trun_") and runs == 1
+    (message,) = asked.messages
+    assert "1 billed lite run for $0.005" in message and "$0.001" in message and "Who founded Acme?" in message
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+@pytest.mark.parametrize("answer", [Asked("decline"), Asked("cancel"), Asked("accept", confirm=False)])
+async def test_a_no_from_the_user_creates_nothing_and_says_which_setting_asked(
+    mode: Literal["auto", "legacy"], answer: Asked
+) -> None:
+    async with (
+        emulator_client(EmulatorConfig(frozen=True)) as (emulator, client),
+        Client(_server(client, confirm_above_usd=0.001), mode=mode, elicitation_callback=answer) as mcp,
+    ):
+        result = await mcp.call_tool("create_task_group", {"inputs": ["a", "b"], "processor": "lite"})
+        runs = emulator.state.run_count
+    assert result.is_error and runs == 0
+    assert "declined" in text_of(result) and "confirm_above_usd" in text_of(result)
+    assert "Nothing was created" in text_of(result)
+
+
+async def test_below_the_limit_nobody_is_asked() -> None:
+    asked = Asked("decline")
+    async with (
+        emulator_client(EmulatorConfig(frozen=True)) as (_emulator, client),
+        Client(_server(client, confirm_above_usd=0.005), elicitation_callback=asked) as mcp,
+    ):
+        result = await mcp.call_tool("create_task_run", QUESTION)  # $0.005 is not above $0.005
+    assert structured(result)["run_id"] and asked.messages == []
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_client_that_cannot_ask_gets_a_token_that_creates_the_run_once(mode: Literal["auto", "legacy"]) -> None:
+    async with mcp_session(EmulatorConfig(frozen=True), mode=mode, confirm_above_usd=0.001) as session:
+        pending = await session.call("create_task_run", QUESTION)
+        created_before = session.emulator.state.run_count
+        token = structured(pending)["confirmation"]["confirm_token"]
+        confirmed = await session.call("create_task_run", {**QUESTION, "confirm_token": token})
+        reused = await session.call("create_task_run", {**QUESTION, "confirm_token": token, "force_new": True})
+        runs = session.emulator.state.run_count
+    assert not pending.is_error and created_before == 0
+    view = structured(pending)
+    assert view["confirmation"] | {"confirm_token": "t"} == {
+        "confirm_token": "t",
+        "expires_in_seconds": 300,
+        "processor": "lite",
+        "runs": 1,
+        "price_usd": 0.005,
+        "limit_usd": 0.001,
+        "input_summary": "Who founded Acme?",
+    }
+    assert "Confirmation needed; nothing was created" in view["next_step"] and token in text_of(pending)
+    assert structured(confirmed)["run_id"] and runs == 1
+    assert reused.is_error and "already used" in text_of(reused) and "confirm_above_usd" in text_of(reused)
+
+
+async def test_a_token_confirms_only_the_request_it_was_issued_for() -> None:
+    async with mcp_session(EmulatorConfig(frozen=True), confirm_above_usd=0.001) as session:
+        token = structured(await session.call("create_task_run", QUESTION))["confirmation"]["confirm_token"]
+        other = await session.call(
+            "create_task_run", {**QUESTION, "input": "Who founded Initech?", "confirm_token": token}
+        )
+        group = await session.call(
+            "create_task_group", {"inputs": ["Who founded Acme?"], "processor": "lite", "confirm_token": token}
+        )
+        forged = await session.call("create_task_run", {**QUESTION, "confirm_token": "pmc_forged"})
+        still_good = await session.call("create_task_run", {**QUESTION, "confirm_token": token})
+        runs = session.emulator.state.run_count
+    assert other.is_error and "issued for a different request" in text_of(other)
+    assert group.is_error and "issued for a different request" in text_of(group)
+    assert forged.is_error and "not one this server issued" in text_of(forged)
+    assert structured(still_good)["run_id"] and runs == 1  # refusals did not spend the token
+
+
+async def test_a_token_expires_after_five_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(spending, "CLOCK", lambda: now[0])
+    async with mcp_session(EmulatorConfig(frozen=True), confirm_above_usd=0.001) as session:
+        token = structured(await session.call("create_task_run", QUESTION))["confirmation"]["confirm_token"]
+        now[0] += 300
+        late = await session.call("create_task_run", {**QUESTION, "confirm_token": token})
+        runs = session.emulator.state.run_count
+    assert late.is_error and "expired" in text_of(late) and runs == 0
+
+
+async def test_the_budget_refuses_before_anyone_is_asked() -> None:
+    asked = Asked("accept")
+    async with (
+        emulator_client(EmulatorConfig(frozen=True)) as (_emulator, client),
+        Client(_server(client, confirm_above_usd=0.001, daily_budget_usd=0.001), elicitation_callback=asked) as mcp,
+    ):
+        result = await mcp.call_tool("create_task_run", QUESTION)
+    assert result.is_error and "daily_budget_usd" in text_of(result) and asked.messages == []
+
+
+def _server(client: Any, **settings: Any) -> Any:
+    return create_server(Settings(emulator_speed=20, **settings), client=client, emulated=True)
