@@ -42,9 +42,10 @@ DOCUMENTED_ARGS = '["--from", "/ABSOLUTE/PATH/TO/parallel-mcp", "parallel-mcp"]'
 """How the README's Python snippets start the server; the tests swap in this checkout's interpreter."""
 
 
-FASTMCP_TOOL_ALIAS = pytest.mark.filterwarnings("ignore:Accessing `Tool.inputSchema` is deprecated")
-"""Once fastmcp (pydantic-ai's MCP client) is imported, mcp's `Tool` gets an `inputSchema` alias that warns,
-and google-genai reads `inputSchema` first: a warning in an application, an error under our `-W error`."""
+FASTMCP_ALIASES = pytest.mark.filterwarnings("ignore:Accessing `.+` is deprecated; MCP SDK v2 renamed")
+"""Once fastmcp (pydantic-ai's MCP client) is imported, mcp 2's types get their v1 names back as aliases that
+warn (`Tool.inputSchema`, `CallToolResult.isError`), and google-genai reads those first: a warning in an
+application, an error under our `-W error`."""
 
 
 def server_command() -> list[str]:

@@ -15,7 +15,7 @@ from tests.compat.converters import (
 )
 from tests.compat.support import (
     BUDGET_CHARS,
-    FASTMCP_TOOL_ALIAS,
+    FASTMCP_ALIASES,
     OLD_SIZE_CHARS,
     SAMPLE_TOOLS,
     ToolDict,
@@ -47,7 +47,7 @@ def test_the_tool_definitions_fit_8000_characters_where_the_old_ones_took_16535(
     assert current <= BUDGET_CHARS, {tool["name"]: model_visible(tool) for tool in current_tools}
 
 
-@FASTMCP_TOOL_ALIAS
+@FASTMCP_ALIASES
 def test_google_genai_mcp_conversion_crashed_on_the_old_create_tools_and_takes_every_tool_now(
     current_tools: list[ToolDict],
 ) -> None:

@@ -25,7 +25,7 @@ from starlette.routing import Route
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.runner import serve_emulator
 from parallel_mcp.serving import serve_asgi
-from tests.compat.support import FASTMCP_TOOL_ALIAS, MAX_WAIT_SECONDS, runnable_snippet
+from tests.compat.support import FASTMCP_ALIASES, MAX_WAIT_SECONDS, runnable_snippet
 
 pytestmark = pytest.mark.anyio
 
@@ -165,7 +165,7 @@ class ScriptedGemini:
         return JSONResponse({"candidates": [candidate], "modelVersion": "scripted"})
 
 
-@FASTMCP_TOOL_ALIAS
+@FASTMCP_ALIASES
 async def test_the_readme_gemini_snippet_declares_every_tool_and_runs_create_get_answer(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
