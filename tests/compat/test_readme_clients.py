@@ -98,8 +98,9 @@ async def test_the_readme_pydantic_ai_agent_runs_create_get_answer_with_fields_f
                 "get_task_run", every_argument(info, "get_task_run", run_id=found.group(0), wait_seconds=20)
             )
         else:
-            output = cast(dict[str, Any], returns[-1].content)["output"]
-            return ModelResponse(parts=[TextPart(f"Acme was founded by {output['content']['founder']}.")])
+            content = cast(dict[str, Any], returns[-1].content)["output"]["content"]
+            assert isinstance(content, dict), f"output_schema as JSON text gave a report, not fields: {content}"
+            return ModelResponse(parts=[TextPart(f"Acme was founded by {cast(dict[str, Any], content)['founder']}.")])
         calls.append(call.tool_name)
         return ModelResponse(parts=[call])
 
