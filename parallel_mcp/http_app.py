@@ -179,13 +179,17 @@ def build_http_app(server: MCPServer[Any], settings: Settings) -> ASGIApp:
     if settings.transport == "sse":
         starlette = server.sse_app(transport_security=security, host=settings.host)
     else:
+        # Replicas over one database keep nothing per session, so legacy clients need no sticky sessions.
+        replicated = settings.database_url is not None
         starlette = server.streamable_http_app(
             transport_security=security,
             host=settings.host,
+            stateless_http=replicated,
             session_idle_timeout=settings.session_idle_timeout,
             max_sessions=settings.max_sessions,
         )
-        bound_sessions(server.session_manager, max_per_client=settings.max_sessions_per_client)
+        if not replicated:
+            bound_sessions(server.session_manager, max_per_client=settings.max_sessions_per_client)
     app: ASGIApp = RequestIdCheck(starlette)
     if settings.uses_oauth:
         from parallel_mcp.exposure import oauth_resource

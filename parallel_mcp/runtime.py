@@ -11,11 +11,11 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -124,6 +124,7 @@ def make_lifespan(
     client: AsyncTaskClient | None = None,
     emulated: bool | None = None,
     webhooks: WebhookReceiver | None = None,
+    routes: Sequence[NeedsStore] = (),
 ) -> Any:
     """Build the server's lifespan.
 
@@ -133,6 +134,7 @@ def make_lifespan(
         emulated: mark results as emulated; defaults to whether the embedded emulator is used.
         webhooks: the receiver of this server's webhooks (HTTP with a public URL and a webhook secret):
             runs then carry a webhook to it, and waits listen for what it hears.
+        routes: other HTTP endpoints outside MCP (health) that need the store once it is open.
     """
 
     @asynccontextmanager
@@ -168,8 +170,8 @@ def make_lifespan(
             await store.start(background)
             # An emulator's runs go `emulator_speed` times faster: hints and estimates follow its pace.
             processors = ProcessorTable(pace=settings.emulator_speed if is_emulated else 1.0)
-            if webhooks is not None:
-                webhooks.store = store
+            for route in (*routes, *([webhooks] if webhooks is not None else [])):
+                route.store = store
             waiter = Waiter(
                 processors, interval=settings.progress_interval, events=store if webhooks is not None else None
             )
@@ -195,6 +197,12 @@ def make_lifespan(
             )
 
     return lifespan
+
+
+class NeedsStore(Protocol):
+    """An HTTP endpoint outside MCP that reads the store the lifespan opens."""
+
+    store: Store | None
 
 
 class EmbeddedEmulator:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -40,9 +41,9 @@ class HttpServer:
 
 
 @asynccontextmanager
-async def http_server(*args: str, env: dict[str, str] | None = None) -> AsyncGenerator[HttpServer]:
-    """Start `parallel-mcp serve ARGS --port 0` and yield once it announces its address."""
-    process = await anyio.open_process(command(*args, "--port", "0"), env=env or server_env())
+async def http_server(*args: str, env: dict[str, str] | None = None, port: int = 0) -> AsyncGenerator[HttpServer]:
+    """Start `parallel-mcp serve ARGS --port PORT` (0: a free one) and yield once it announces its address."""
+    process = await anyio.open_process(command(*args, "--port", str(port)), env=env or server_env())
     assert process.stderr is not None
     stderr = process.stderr
     lines: list[str] = []
@@ -70,7 +71,8 @@ async def http_server(*args: str, env: dict[str, str] | None = None) -> AsyncGen
             try:
                 yield server
             finally:
-                process.terminate()
+                with contextlib.suppress(ProcessLookupError):  # a test may have killed it already
+                    process.terminate()
                 with anyio.fail_after(10):
                     await process.wait()
     finally:
