@@ -62,6 +62,17 @@ def as_text(content: object) -> str:
     return content if isinstance(content, str) else json.dumps(content, default=str)
 
 
+def founder_in(result: object) -> str:
+    """The `founder` field of a completed run, from its structured content or its text (`- founder: ... [1]`)."""
+    if isinstance(result, dict):
+        content = cast(dict[str, Any], result)["output"]["content"]
+        assert isinstance(content, dict), f"output_schema as JSON text gave a report, not fields: {content}"
+        return str(cast(dict[str, Any], content)["founder"])
+    found = re.search(r"- founder: (.+?) \[", as_text(result))
+    assert found, f"output_schema as JSON text gave a report, not fields: {as_text(result)[:1000]}"
+    return found.group(1)
+
+
 async def test_the_readme_pydantic_ai_agent_runs_create_get_answer_with_fields_from_a_json_text_schema(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -98,9 +109,7 @@ async def test_the_readme_pydantic_ai_agent_runs_create_get_answer_with_fields_f
                 "get_task_run", every_argument(info, "get_task_run", run_id=found.group(0), wait_seconds=20)
             )
         else:
-            content = cast(dict[str, Any], returns[-1].content)["output"]["content"]
-            assert isinstance(content, dict), f"output_schema as JSON text gave a report, not fields: {content}"
-            return ModelResponse(parts=[TextPart(f"Acme was founded by {cast(dict[str, Any], content)['founder']}.")])
+            return ModelResponse(parts=[TextPart(f"Acme was founded by {founder_in(returns[-1].content)}.")])
         calls.append(call.tool_name)
         return ModelResponse(parts=[call])
 
@@ -112,7 +121,7 @@ async def test_the_readme_pydantic_ai_agent_runs_create_get_answer_with_fields_f
                 result = await agent.run("Who founded Acme? Cite sources.")
 
     assert calls == ["create_task_run", "get_task_run"]
-    assert '"status": "completed"' in results[1], results[1]
+    assert "completed" in results[1], results[1]
     assert result.output.startswith("Acme was founded by ") and "emulated" in result.output
 
 
