@@ -1,0 +1,92 @@
+"""The embedded store's own promises: an owner-only file, a 0.1 journal carried forward, memory when the file fails."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from parallel_mcp.store import Claim, RunRecord
+from parallel_mcp.store.sqlite import MEMORY, SCHEMA_VERSION, SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+NOW = 1_800_000_000.0
+
+
+async def new_claim(store: SQLiteStore) -> Claim:
+    return await store.claim(
+        "alice", kind="run", fingerprint="f", idempotency_key=None, window=0, force_new=False, now=NOW
+    )
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_the_file_and_its_folder_are_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "parallel-mcp" / "journal.sqlite3"
+    previous = os.umask(0o000)
+    try:
+        store = SQLiteStore(path)
+        await store.secret()
+    finally:
+        os.umask(previous)
+    await store.close()
+    assert mode(path) == 0o600 and mode(path.parent) == 0o700
+
+
+async def test_an_existing_world_readable_journal_is_made_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    path.touch(mode=0o644)
+    os.chmod(path, 0o644)
+    store = SQLiteStore(path)
+    await store.secret()
+    await store.close()
+    assert mode(path) == 0o600
+
+
+async def test_a_journal_of_parallel_mcp_0_1_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    with sqlite3.connect(path) as old:  # the 0.1 schema, created without a version
+        old.executescript(
+            """
+            CREATE TABLE runs (owner TEXT NOT NULL, run_id TEXT NOT NULL, processor TEXT NOT NULL,
+                status TEXT NOT NULL, input_excerpt TEXT NOT NULL, idempotency_key TEXT, interaction_id TEXT,
+                created_at TEXT, updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+                PRIMARY KEY (owner, run_id));
+            CREATE UNIQUE INDEX runs_by_key ON runs (owner, idempotency_key) WHERE idempotency_key IS NOT NULL;
+            INSERT INTO runs (owner, run_id, processor, status, input_excerpt, created_at)
+                VALUES ('alice', 'trun_old', 'lite', 'completed', 'an old question', '2026-01-01T00:00:00Z');
+            """
+        )
+    store = SQLiteStore(path)
+    (entry,) = await store.recent("alice", limit=5, active_only=False)
+    claim = await store.claim(
+        "alice", kind="run", fingerprint="f", idempotency_key=None, window=60, force_new=False, now=NOW
+    )
+    await store.created(claim.intent_id, "alice", RunRecord("trun_new", "lite", "queued", "q"), idempotency_key=None)
+    await store.close()
+    assert entry.run_id == "trun_old" and entry.status == "completed"
+    with sqlite3.connect(path) as db:
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    assert int(version) == SCHEMA_VERSION
+
+
+async def test_an_unusable_path_falls_back_to_memory_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    store = SQLiteStore(blocker / "journal.sqlite3")
+    claim = await store.claim(
+        "alice", kind="run", fingerprint="f", idempotency_key=None, window=0, force_new=False, now=NOW
+    )
+    await store.created(claim.intent_id, "alice", RunRecord("trun_1", "lite", "queued", "q"), idempotency_key=None)
+    assert store.location == MEMORY
+    assert [e.run_id for e in await store.recent("alice", limit=5, active_only=False)] == ["trun_1"]
+    assert "unavailable" in caplog.text and "keeping it in memory" in caplog.text
+    await store.close()
