@@ -368,3 +368,93 @@ def report_pending_text(run_id: str, status: str, error: str | None) -> str:
         f"# Task run {run_id}\n\nThe run is {status}; its report appears here once it completes. "
         f"Subscribe to this resource (or to parallel://runs/{run_id}) to be told when it ends.\n"
     )
+
+
+# -- tasks (the tasks extension) -----------------------------------------------------------------
+
+
+def task_working_message(
+    noun: str,
+    target_id: str,
+    status: str,
+    processor: str | None,
+    band: str | None,
+    *,
+    elapsed: float | None,
+    progress: str | None,
+) -> str:
+    """A working task's status message: the run's own progress when known, else how long its processor takes."""
+    parts = [f"{noun} {target_id} is {status}"]
+    if elapsed is not None:
+        parts.append(f"{format_duration(elapsed)} so far")
+    if progress:
+        parts.append(progress)
+    elif processor and band:
+        parts.append(f"{processor} runs usually take {band}")
+    return "; ".join(parts) + "."
+
+
+def task_group_message(group_id: str, ended: int, total: int) -> str:
+    """A group task's status message."""
+    return f"Task group {group_id}: {ended} of {total} runs have ended."
+
+
+def task_ended_message(noun: str, target_id: str, status: str) -> str:
+    """The status message of a task whose run (or group) ended."""
+    return f"{noun} {target_id} is {status}; the result is inlined."
+
+
+def task_detached_message(noun: str, target_id: str, tool: str, argument: str) -> str:
+    """What a cancelled task says: the Task API has no cancel, so only the task was let go."""
+    return (
+        f"Detached at the client's request; the Task API has no cancel, so {noun.lower()} {target_id} goes on and "
+        f"is billed. {tool}({argument}={target_id!r}) still reads it."
+    )
+
+
+def task_unread_message(error: ParallelMCPError) -> str:
+    """A working task whose run could not be read this time."""
+    return f"Could not read its status this time ({error}); poll again."
+
+
+_TRANSIENT_WARNINGS = (
+    "The run was created, but reading its status failed",
+    "The task group was created and its runs added, but reading its status failed",
+)
+
+
+def lasting_warnings(warnings: list[str]) -> list[str]:
+    """The warnings of a create that still hold once its run is read again (not 'reading its status failed')."""
+    return [warning for warning in warnings if not warning.startswith(_TRANSIENT_WARNINGS)]
+
+
+# -- prompts -------------------------------------------------------------------------------------
+
+
+def deep_research_prompt(topic: str, depth: str, processor: str, arguments: str) -> str:
+    """The `deep_research` prompt: one cited report on a topic, with the processor its depth calls for."""
+    return (
+        f"Research this topic with Parallel's Task API and write me a cited report: {topic}\n\n"
+        f"1. Call create_task_run with these arguments (depth {depth!r}: {processor_line(processor)} per run):\n"
+        f"{arguments}\n"
+        "   Make `input` a full research brief first if the topic is terse: what to cover, for whom, the period.\n"
+        "2. A run of this depth takes minutes: while it is running, call get_task_run(run_id, "
+        f"wait_seconds={SUGGESTED_WAIT_SECONDS}) as its next_step says; that is normal, not an error.\n"
+        "3. Once completed, read the whole report (every page, or the resource the result links), then answer "
+        "with its findings, citing sources by their [n] numbers with their URLs. Say what the sources do not "
+        "settle."
+    )
+
+
+def enrich_prompt(count: int, fields: list[str], processor: str, tool: str, arguments: str) -> str:
+    """The `enrich` prompt: the same fields found for every row, as one task group (or one run)."""
+    follow = "get_task_group(task_group_id" if tool == "create_task_group" else "get_task_run(run_id"
+    return (
+        f"Enrich {count} row{'s' if count != 1 else ''} with these fields: {', '.join(fields)}.\n\n"
+        f"1. Call {tool} with these arguments ({processor_line(processor)} per row, the cheapest processor "
+        f"that handles {len(fields)} field{'s' if len(fields) != 1 else ''}):\n{arguments}\n"
+        f"2. Then call {follow}, wait_seconds={SUGGESTED_WAIT_SECONDS}) until every run has ended, and read "
+        "every page of rows.\n"
+        "3. Answer with one table: a row per input, a column per field; mark fields no source supported, and "
+        "give the sources of any row I ask about (get_task_run on its run_id)."
+    )

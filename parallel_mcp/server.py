@@ -9,8 +9,13 @@ from mcp.server.mcpserver import MCPServer
 from parallel_mcp import __version__
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.config import Settings
+from parallel_mcp.health import HEALTH_PATH, Health
+from parallel_mcp.live import Live
+from parallel_mcp.prompts import add_prompts
+from parallel_mcp.request_state import StoreKeyedCodec
 from parallel_mcp.resources import add_resources, remember_request
 from parallel_mcp.runtime import make_lifespan
+from parallel_mcp.tasks import TasksExtension
 from parallel_mcp.tools import build_tools
 from parallel_mcp.webhooks import WEBHOOK_PATH, WebhookReceiver
 
@@ -49,6 +54,8 @@ def create_server(
         from parallel_mcp.auth import auth_settings, token_verifier
 
         verifier, auth = token_verifier(settings), auth_settings(settings)
+    health = Health()
+    live, sealing = Live(), StoreKeyedCodec()
     webhooks = None
     if settings.transport != "stdio" and settings.public_url and settings.webhook_secret:
         webhooks = WebhookReceiver(settings.webhook_secret.get_secret_value())
@@ -59,13 +66,23 @@ def create_server(
         version=__version__,
         token_verifier=verifier,
         auth=auth,
-        lifespan=make_lifespan(settings, client=client, emulated=emulated, webhooks=webhooks),
+        lifespan=live.lifespan(
+            sealing.lifespan(
+                make_lifespan(settings, client=client, emulated=emulated, webhooks=webhooks, routes=[health])
+            )
+        ),
         log_level=settings.log_level,
         tools=build_tools(),
-        middleware=[remember_request],
+        extensions=[TasksExtension()],
+        subscriptions=live.bus,
+        middleware=[remember_request, live.track_listens],
+        request_state_security=sealing.security(),
     )
     add_resources(server)
+    add_prompts(server)
+    live.serve_legacy_subscriptions(server)
     if webhooks is not None:
         # Public, like every custom route: Parallel signs its deliveries instead of sending a token.
         server.custom_route(WEBHOOK_PATH, methods=["POST"])(webhooks.handle)
+    server.custom_route(HEALTH_PATH, methods=["GET"])(health.handle)
     return server

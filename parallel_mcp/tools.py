@@ -96,6 +96,11 @@ def _respond(app: AppContext, view: TaskRunView | RunListView | TaskGroupView) -
     return CallToolResult(content=content, structured_content=view.model_dump(mode="json"))
 
 
+def tool_result(app: AppContext, view: TaskRunView | TaskGroupView) -> CallToolResult:
+    """A run or group as the tools return it (the tasks extension inlines it once the run ended)."""
+    return _respond(app, view)
+
+
 def _confirm(app: AppContext, confirmation: ConfirmationNeeded, kind: IntentKind) -> CallToolResult:
     """A create that waits for the user's yes: not an error; nothing was created."""
     step = confirmation_step(confirmation, kind)
