@@ -51,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--schema", type=Path, help="JSON file: an output JSON schema, or a whole task_spec")
     run.add_argument("--text", action="store_true", help="ask for a markdown report (text schema)")
     run.add_argument("--timeout", type=float, default=7200.0, help="give up waiting after this many seconds")
+
+    runs = commands.add_parser("runs", help="list the runs started with your key (from the journal)")
+    runs.add_argument("--limit", type=int, default=20, help="how many, newest first (default 20)")
+    runs.add_argument("--active", action="store_true", help="only runs still queued or running when last seen")
+    runs.add_argument("--json", action="store_true", help="print JSON")
+    show = commands.add_parser("show", help="print a run's whole report with its citations")
+    show.add_argument("run_id", help="the run (trun_...)")
+    show.add_argument("--json", action="store_true", help="print the result as JSON")
+    show.add_argument("--output", type=Path, help="write it to this file")
+    doctor = commands.add_parser("doctor", help="check the key, the journal and the HTTP settings")
+    doctor.add_argument("--live", action="store_true", help="also run one lite task (billed: $0.005)")
     return parser
 
 
@@ -88,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"parallel-mcp: {exc}\n")
         return 2
     _configure_logging(args.verbose, settings)
+    if command in ("runs", "show", "doctor"):
+        from parallel_mcp.commands import run_command
+
+        return run_command(args, settings)
     if command == "run":
         from parallel_mcp.run_command import run_task
 
