@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Literal
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client, MCPError
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
 from parallel_mcp.config import Settings
@@ -17,6 +19,7 @@ from parallel_mcp.emulator.runner import RunningEmulator
 from parallel_mcp.server import create_server
 from tests.support import emulator_client, structured, text_of
 from tests.tasks_client import TASKS, TasksClient, cancel_task, create_task, get_task, until_done
+from tests.test_multi_user import KEY_A, KEY_B, multi_user_server
 
 pytestmark = pytest.mark.anyio
 
@@ -138,3 +141,25 @@ async def test_a_refused_create_answers_without_a_task() -> None:
     async with tasks_session(EmulatorConfig(frozen=True), max_cost_usd=0.001) as (client, _plain, emulator):
         refused = await client.session.call_tool("create_task_run", QUESTION, allow_claimed=True)
     assert isinstance(refused, CallToolResult) and refused.is_error and not emulator.state.runs
+
+
+async def test_another_users_task_reads_like_an_unknown_one() -> None:
+    with anyio.fail_after(30):
+        async with multi_user_server() as url, AsyncExitStack() as stack:
+            alice, bob = [
+                await stack.enter_async_context(
+                    Client(streamable_http_client(url, http_client=http), extensions=[TasksClient()])
+                )
+                for http in [
+                    await stack.enter_async_context(httpx2.AsyncClient(headers={"x-api-key": key}))
+                    for key in (KEY_A, KEY_B)
+                ]
+            ]
+            created = await create_task(alice, "create_task_run", {"input": "q", "processor": "lite"})
+            own = await until_done(alice, created.task_id)
+            with pytest.raises(MCPError) as caught:
+                await get_task(bob, created.task_id)
+            with pytest.raises(MCPError):
+                await cancel_task(bob, created.task_id)
+            still = await get_task(alice, created.task_id)
+    assert own["status"] == still["status"] == "completed" and caught.value.error.code == -32602
