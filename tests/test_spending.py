@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import pytest
-from mcp import Client, types
+from mcp import Client, MCPError, types
 from mcp.client.session import ClientRequestContext
 
 from parallel_mcp import spending
@@ -169,3 +169,28 @@ async def test_the_budget_refuses_before_anyone_is_asked() -> None:
 
 def _server(client: Any, **settings: Any) -> Any:
     return create_server(Settings(emulator_speed=20, **settings), client=client, emulated=True)
+
+
+async def test_a_question_asked_by_one_replica_is_answered_on_another_sharing_the_database(postgres_url: str) -> None:
+    asked = Asked("accept")
+    async with emulator_client(EmulatorConfig(frozen=True)) as (emulator, client):
+        shared = {"database_url": postgres_url, "confirm_above_usd": 0.001}
+        async with (
+            Client(_server(client, **shared), elicitation_callback=asked) as replica_a,
+            Client(_server(client, **shared), elicitation_callback=asked) as replica_b,
+            Client(_server(client, confirm_above_usd=0.001), elicitation_callback=asked) as stranger,
+        ):
+            question = await replica_a.session.call_tool("create_task_run", QUESTION, allow_input_required=True)
+            assert isinstance(question, types.InputRequiredResult) and question.input_requests
+            (key,) = question.input_requests
+            answer = {key: types.ElicitResult(action="accept", content={"confirm": True})}
+            state = question.request_state
+            with pytest.raises(MCPError):  # a server with a key of its own cannot open the state
+                await stranger.session.call_tool(
+                    "create_task_run", QUESTION, input_responses=answer, request_state=state
+                )
+            created = await replica_b.session.call_tool(
+                "create_task_run", QUESTION, input_responses=answer, request_state=state
+            )
+        runs = emulator.state.run_count
+    assert structured(created)["run_id"] and runs == 1
