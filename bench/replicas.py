@@ -1,0 +1,253 @@
+"""Replicas: N runs created and awaited at once, spread round-robin over three `parallel-mcp serve` processes.
+
+Three real `parallel-mcp serve --transport streamable-http` replicas share one throwaway PostgreSQL
+(tests/postgres.py, started here) and one upstream: an emulator served in this process, so its
+`request_log` counts every upstream request. Two passes side by side, each on fresh replicas and a
+fresh database: without webhooks (every waiting call long-polls upstream), and with
+`PARALLEL_MCP_PUBLIC_URL` (the first replica's address) and `PARALLEL_WEBHOOK_SECRET`, so the emulator
+pushes each run's end to that replica and PostgreSQL's NOTIFY wakes the call on whichever replica
+waits. Reports completions, errors, wall time, call latency, peak RSS per replica (`VmHWM`), replica
+CPU and upstream requests per run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import anyio
+import httpx2
+from anyio.abc import TaskStatus
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from bench.common import Mode, Outcome, median
+from bench.concurrency import LoadFailure
+from bench.overhead import check
+from bench.report import Table, Target
+from tests.processes import HttpServer, http_server, server_env
+
+NAME = "replicas"
+REPLICAS = 3
+EMULATOR_SPEED = 200.0
+WAIT_SECONDS = 45
+KEY = "bench-replicas-key"
+SECRET = "bench-replicas-webhook-secret"
+SETTLE_SECONDS = 0.5
+"""The emulator logs a request when its handler ends; streams cancelled at the end of a call end a moment later."""
+
+
+def status_kb(pid: int, key: str) -> int:
+    """A figure of /proc/<pid>/status in kB (VmHWM: peak resident set; VmRSS: resident set now)."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def kind(method: str, path: str) -> str:
+    """What an upstream request was, for the breakdown."""
+    if method == "POST":
+        return "create"
+    if path.endswith("/result"):
+        return "result"
+    if path.endswith("/events"):
+        return "events"
+    return "status"
+
+
+@dataclass
+class Pass:
+    label: str
+    runs: int
+    completed: int = 0
+    errors: list[str] = field(default_factory=list[str])
+    latencies: list[float] = field(default_factory=list[float])
+    wall: float = 0.0
+    rss_before_kb: list[int] = field(default_factory=list[int])
+    peak_rss_kb: list[int] = field(default_factory=list[int])
+    cpu: list[float] = field(default_factory=list[float])
+    upstream: Counter[str] = field(default_factory=Counter[str])
+    created_upstream: int = 0
+    webhooks: Counter[bool] = field(default_factory=Counter[bool])
+    log_tail: str = ""
+
+
+async def start_replicas(stack: AsyncExitStack, env: dict[str, str], ports: list[int]) -> list[HttpServer]:
+    """Start one `serve --transport streamable-http` replica per port (0: any) at once; `stack` stops them."""
+    group = await stack.enter_async_context(anyio.create_task_group())
+    stop = anyio.Event()
+    stack.callback(stop.set)  # runs first on exit: every replica stops at once, then the group ends
+    started: dict[int, HttpServer] = {}
+
+    async def keep(index: int, port: int, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with http_server("serve", "--transport", "streamable-http", env=env, port=port) as server:
+            started[index] = server
+            task_status.started()
+            await stop.wait()
+
+    async with anyio.create_task_group() as starting:
+        for index, port in enumerate(ports):
+            starting.start_soon(partial(group.start, keep, index, port))
+    return [started[index] for index in range(len(ports))]
+
+
+async def load(label: str, runs: int, database_url: str, *, pushed: bool) -> Pass:
+    """Fresh replicas over `database_url`; `runs` create_task_run calls at once, round-robin, each awaiting its run."""
+    from parallel_mcp.emulator.config import EmulatorConfig
+    from parallel_mcp.emulator.runner import serve_emulator
+    from tests.postgres import free_port
+
+    found = Pass(label=label, runs=runs)
+    config = EmulatorConfig(api_key=KEY, speed=EMULATOR_SPEED, webhook_secret=SECRET if pushed else None)
+    async with serve_emulator(config) as emulator, AsyncExitStack() as stack:
+        receiver = free_port()
+        settings = {
+            "PARALLEL_API_KEY": KEY,
+            "PARALLEL_BASE_URL": emulator.base_url,
+            "PARALLEL_MCP_DATABASE_URL": database_url,
+        }
+        if pushed:
+            settings |= {"PARALLEL_MCP_PUBLIC_URL": f"http://127.0.0.1:{receiver}", "PARALLEL_WEBHOOK_SECRET": SECRET}
+        ports = [receiver if pushed and index == 0 else 0 for index in range(REPLICAS)]
+        replicas = await start_replicas(stack, server_env(**settings), ports)
+        limits = httpx2.Limits(max_connections=runs + 50, max_keepalive_connections=100)
+        timeout = httpx2.Timeout(300.0, connect=60.0, pool=120.0)
+        http = await stack.enter_async_context(httpx2.AsyncClient(limits=limits, timeout=timeout))
+        clients: list[Client] = []
+        for replica in replicas:
+            client = Client(streamable_http_client(replica.url, http_client=http), cache=None)
+            clients.append(await stack.enter_async_context(client))
+            await client.list_tools()
+            check(await client.call_tool("list_task_runs", {}))  # the replica's first store call opens its pool
+        pids = [replica.process.pid for replica in replicas]
+        found.rss_before_kb = [status_kb(pid, "VmRSS") for pid in pids]
+        cpu_before = [cpu_seconds(pid) for pid in pids]
+        log_start = len(emulator.state.request_log)
+        runs_before = emulator.state.run_count
+
+        async def one(index: int) -> None:
+            started = time.perf_counter()
+            try:
+                arguments = {"input": f"Question {index}: who wrote Middlemarch?", "processor": "lite"}
+                result = await clients[index % REPLICAS].call_tool(
+                    "create_task_run", {**arguments, "wait_seconds": WAIT_SECONDS}
+                )
+                view = check(result)
+                if view["status"] == "completed":
+                    found.completed += 1
+                else:
+                    found.errors.append(f"run {view['run_id']} returned {view['status']}")
+            except Exception as exc:
+                found.errors.append(f"{type(exc).__name__}: {exc}")
+            found.latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        with anyio.fail_after(WAIT_SECONDS + 240):
+            async with anyio.create_task_group() as group:
+                for index in range(runs):
+                    group.start_soon(one, index)
+        found.wall = time.perf_counter() - started
+        await anyio.sleep(SETTLE_SECONDS)
+        found.cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
+        found.peak_rss_kb = [status_kb(pid, "VmHWM") for pid in pids]
+        found.upstream = Counter(kind(r.method, r.path) for r in emulator.state.request_log[log_start:])
+        found.created_upstream = emulator.state.run_count - runs_before
+        found.webhooks = Counter(delivered for _, delivered in emulator.state.webhook_results)
+        if found.errors:
+            found.log_tail = "\n".join(line for replica in replicas for line in replica.stderr[-10:])
+    return found
+
+
+async def run(mode: Mode) -> Outcome:
+    from tests.postgres import TemporaryPostgres
+
+    runs = mode.pick(30, 1000)
+    cluster = TemporaryPostgres()
+    await anyio.to_thread.run_sync(cluster.setup)
+    try:
+        passes: list[Pass] = []
+        for label, pushed in (("without webhooks", False), ("with webhooks", True)):
+            database_url = await anyio.to_thread.run_sync(cluster.new_database)
+            passes.append(await load(label, runs, database_url, pushed=pushed))
+    finally:
+        await anyio.to_thread.run_sync(cluster.cleanup)
+
+    table = Table(
+        f"Replicas: {runs:,} runs created and awaited at once, round-robin over {REPLICAS} `serve` processes "
+        "over one PostgreSQL",
+        [
+            "pass",
+            "runs",
+            "completed",
+            "errors",
+            "wall s",
+            "call p50 s",
+            "call max s",
+            "RSS before per replica (MiB)",
+            "peak RSS per replica (MiB)",
+            "replica CPU s",
+            "replica CPU ms per run",
+            "upstream requests per run",
+            "per run: create / status / result / events",
+            "webhooks delivered",
+        ],
+    )
+    targets: list[Target] = []
+    failures: list[str] = []
+    for found in passes:
+        errors = len(found.errors)
+        per_run = {name: found.upstream[name] / runs for name in ("create", "status", "result", "events")}
+        table.add(
+            found.label,
+            runs,
+            found.completed,
+            errors,
+            found.wall,
+            median(found.latencies),
+            max(found.latencies),
+            " / ".join(f"{kb / 1024:.0f}" for kb in found.rss_before_kb),
+            " / ".join(f"{kb / 1024:.0f}" for kb in found.peak_rss_kb),
+            " / ".join(f"{seconds:.1f}" for seconds in found.cpu),
+            sum(found.cpu) / runs * 1000,
+            sum(found.upstream.values()) / runs,
+            " / ".join(f"{value:.2f}" for value in per_run.values()),
+            f"{found.webhooks[True]:,}" + (f" ({found.webhooks[False]:,} failed)" if found.webhooks[False] else ""),
+        )
+        targets.append(
+            Target(
+                f"replicas, {runs} runs, {found.label}",
+                "every run completes, no errors, one upstream run per call",
+                f"{found.completed}/{runs} completed, {errors} errors, {found.created_upstream} runs upstream",
+                found.completed == runs and found.created_upstream == runs,
+            )
+        )
+        failures.extend(f"{found.label}: {error}" for error in found.errors[:5])
+        if found.log_tail:
+            failures.append(f"{found.label}: replicas' log tails:\n{found.log_tail}")
+    table.notes += [
+        f"Each pass: {REPLICAS} fresh replicas (PARALLEL_MCP_DATABASE_URL to a fresh database of one local cluster, "
+        f"PARALLEL_API_KEY, PARALLEL_BASE_URL) on one machine with {os.cpu_count()} cores, shared with PostgreSQL, "
+        "the emulator and the MCP clients (this process). Call i goes to replica i mod 3 (its own MCP client; "
+        "one HTTP pool allows every call its own connection). Before the load each replica answers tools/list and "
+        "list_task_runs (its first store call opens its connection pool).",
+        f"Emulator speed {EMULATOR_SPEED:g}x (a lite run lasts 0.05–0.3 s); each call waits up to {WAIT_SECONDS} s.",
+        "With webhooks: PARALLEL_MCP_PUBLIC_URL names the first replica and PARALLEL_WEBHOOK_SECRET is set; every "
+        "run carries a webhook there, and the other replicas' waiting calls wake on PostgreSQL's NOTIFY.",
+        "Upstream requests: counted in the emulator (in this process), during the load and 0.5 s after it; "
+        "webhook deliveries are the emulator's own requests to the replica, not counted as upstream requests.",
+    ]
+    if failures:
+        raise LoadFailure(failures, Outcome(tables=[table], targets=targets))
+    return Outcome(tables=[table], targets=targets)
