@@ -183,7 +183,7 @@ async def test_a_question_asked_by_one_replica_is_answered_on_another_sharing_th
             question = await replica_a.session.call_tool("create_task_run", QUESTION, allow_input_required=True)
             assert isinstance(question, types.InputRequiredResult) and question.input_requests
             (key,) = question.input_requests
-            answer = {key: types.ElicitResult(action="accept", content={"confirm": True})}
+            answer: types.InputResponses = {key: types.ElicitResult(action="accept", content={"confirm": True})}
             state = question.request_state
             with pytest.raises(MCPError):  # a server with a key of its own cannot open the state
                 await stranger.session.call_tool(
