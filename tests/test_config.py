@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from parallel_mcp.config import ConfigError, load_settings
+from parallel_mcp.config import ConfigError, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -94,3 +95,13 @@ def test_errors_name_the_flag_or_variable_that_holds_the_bad_value(monkeypatch: 
 def test_the_documented_config_file_loads_with_its_defaults() -> None:
     documented = Path(__file__).resolve().parent.parent / "config" / "parallel-mcp.toml"
     assert load_settings(documented) == load_settings()
+
+
+def test_every_setting_is_in_the_readme_table_and_the_documented_config_file() -> None:
+    root = Path(__file__).resolve().parent.parent
+    table = root.joinpath("README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = root.joinpath("config", "parallel-mcp.toml").read_text()
+    # The transport is chosen per command (`serve --transport`), not configured.
+    settings = [name for name in Settings.model_fields if name != "transport"]
+    assert [name for name in settings if f"`{name}`" not in table] == []
+    assert [name for name in settings if not re.search(rf"^#? ?{name} =", documented, re.M)] == []
