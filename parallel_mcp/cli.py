@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--speed", type=float, help="how many times faster than the real API (default 20)")
     emulator.add_argument("--webhook-secret", help="sign webhooks with this secret")
     emulator.add_argument("--faults", type=Path, help="TOML/JSON file of faults to inject")
+    emulator.add_argument(
+        "--allow-private-mcp-servers",
+        action="store_true",
+        default=None,
+        help="call mcp_servers on loopback, private, link-local or metadata addresses (default: refuse them)",
+    )
 
     run = commands.add_parser("run", help="run one task through the MCP server and print the result")
     run.add_argument("question", help="the question or research brief")
@@ -134,7 +140,12 @@ def _serve_emulator(args: argparse.Namespace) -> int:
     from parallel_mcp.emulator.runner import run_emulator_forever
 
     config = EmulatorConfig.from_file(args.faults) if args.faults else EmulatorConfig()
-    updates: dict[str, object] = {"api_key": args.api_key, "speed": args.speed, "webhook_secret": args.webhook_secret}
+    updates: dict[str, object] = {
+        "api_key": args.api_key,
+        "speed": args.speed,
+        "webhook_secret": args.webhook_secret,
+        "allow_private_mcp_servers": args.allow_private_mcp_servers,
+    }
     config = config.model_copy(update={k: v for k, v in updates.items() if v is not None})
     run_emulator_forever(config, host=args.host, port=args.port)
     return 0

@@ -96,3 +96,11 @@ async def test_a_token_is_enough_to_serve_beyond_loopback_and_nothing_is_answere
                 refused = await http.post(f"http://127.0.0.1:{port}/mcp", json=INITIALIZE, headers=MCP_HEADERS)
     assert refused.status_code == 401
     assert not any("WITHOUT AUTHENTICATION" in line for line in server.stderr)
+
+
+async def test_the_emulator_command_refuses_private_mcp_servers_unless_told_and_says_when_it_allows_them() -> None:
+    with anyio.fail_after(60):
+        async with http_server("emulator") as strict, http_server("emulator", "--allow-private-mcp-servers") as open_:
+            pass
+    assert not any("private addresses allowed" in line for line in strict.stderr)
+    assert any("MCP servers on private addresses allowed" in line for line in open_.stderr)
