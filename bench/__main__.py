@@ -18,7 +18,17 @@ from pathlib import Path
 
 import anyio
 
-from bench import concurrency, delivery, overhead, replicas, result_size, startup, store, tool_definitions
+from bench import (
+    concurrency,
+    delivery,
+    overhead,
+    reliability,
+    replicas,
+    result_size,
+    startup,
+    store,
+    tool_definitions,
+)
 from bench.common import BENCH_DIR, OUT_DIR, Mode, Outcome
 from bench.report import Table, Target, targets_table, write_results
 
@@ -30,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[Mode], Outcome]] = {
     concurrency.NAME: lambda mode: anyio.run(concurrency.run, mode),
     replicas.NAME: lambda mode: anyio.run(replicas.run, mode),
     store.NAME: lambda mode: anyio.run(store.run, mode),
+    reliability.NAME: lambda mode: anyio.run(reliability.run, mode),
     tool_definitions.NAME: lambda mode: anyio.run(tool_definitions.run, mode),
 }
 
