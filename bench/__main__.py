@@ -30,7 +30,7 @@ from bench import (
     tool_definitions,
 )
 from bench.common import BENCH_DIR, OUT_DIR, Mode, Outcome
-from bench.report import Table, Target, targets_table, write_results
+from bench.report import Load, Table, Target, targets_table, write_results
 
 BENCHMARKS: dict[str, Callable[[Mode], Outcome]] = {
     result_size.NAME: result_size.run,
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     targets: list[Target] = []
     failures: list[str] = []
     started = time.perf_counter()
+    load = Load.now()
     for name in chosen:
         print(f"== {name}{' (quick)' if mode.quick else ''}", flush=True)
         began = time.perf_counter()
@@ -89,7 +90,16 @@ def main(argv: list[str] | None = None) -> int:
         path = OUT_DIR / f"RESULTS-{args.only}.md"
     else:
         path = BENCH_DIR / "RESULTS.md"
-    write_results(path, command=command.rstrip(), seconds=seconds, tables=[summary, *tables], failures=failures)
+    machine_load = load.since()
+    print("\n".join(machine_load))
+    write_results(
+        path,
+        command=command.rstrip(),
+        seconds=seconds,
+        tables=[summary, *tables],
+        failures=failures,
+        load=machine_load,
+    )
     print(f"\nwrote {_shown(path)} in {seconds:.0f} s")
     for failure in failures:
         print(f"FAILED {failure}", file=sys.stderr)

@@ -126,8 +126,69 @@ def machine_description() -> list[str]:
     ]
 
 
-def write_results(path: Path, *, command: str, seconds: float, tables: list[Table], failures: list[str]) -> None:
-    """Write the machine's description, the command, every table and any failures to `path`."""
+@dataclass(frozen=True)
+class Load:
+    """The machine's load when a run starts: load averages and CPU counters, to compare with its end."""
+
+    averages: tuple[float, float, float]
+    busy: int
+    total: int
+    own: float
+    """CPU seconds of this process and its waited-for children so far."""
+
+    @classmethod
+    def now(cls) -> Load:
+        busy, total = _cpu_jiffies()
+        times = os.times()
+        own = times.user + times.system + times.children_user + times.children_system
+        return cls(os.getloadavg(), busy, total, own)
+
+    def since(self) -> list[str]:
+        """What the machine did between `self` and now: load averages, and whose CPU time it was."""
+        end = Load.now()
+        lines = [
+            "Load average (1/5/15 min) at the start: "
+            + " / ".join(f"{value:.2f}" for value in self.averages)
+            + "; at the end: "
+            + " / ".join(f"{value:.2f}" for value in end.averages)
+        ]
+        jiffies = end.total - self.total
+        if jiffies > 0:
+            tick = os.sysconf("SC_CLK_TCK")
+            cores = os.cpu_count() or 1
+            wall = jiffies / tick / cores
+            busy = (end.busy - self.busy) / tick
+            own = end.own - self.own
+            lines.append(
+                f"CPU busy during the run: {busy / wall / cores:.0%} of {cores} cores; this benchmark and its "
+                f"servers {min(own, busy) / wall / cores:.0%}, everything else (PostgreSQL, other people's work) "
+                f"{max(0.0, busy - own) / wall / cores:.0%}"
+            )
+        return lines
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """Busy and total CPU time of the whole machine (all cores) so far, in clock ticks (/proc/stat)."""
+    try:
+        fields = [int(value) for value in Path("/proc/stat").read_text(encoding="utf-8").split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+def write_results(
+    path: Path,
+    *,
+    command: str,
+    seconds: float,
+    tables: list[Table],
+    failures: list[str],
+    load: list[str] | None = None,
+) -> None:
+    """Write the machine's description (and its load during the run), the command, every table and any
+    failures to `path`."""
     lines = [
         "# Benchmark results",
         "",
@@ -137,7 +198,7 @@ def write_results(path: Path, *, command: str, seconds: float, tables: list[Tabl
         "## Machine",
         "",
     ]
-    lines.extend(f"- {item}" for item in machine_description())
+    lines.extend(f"- {item}" for item in [*machine_description(), *(load or [])])
     if failures:
         lines += ["", "## Failures", ""]
         lines.extend(f"- {failure}" for failure in failures)
