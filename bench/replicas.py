@@ -15,10 +15,12 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from contextlib import AsyncExitStack
+from collections.abc import AsyncGenerator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import anyio
 import httpx2
@@ -31,6 +33,9 @@ from bench.concurrency import LoadFailure
 from bench.overhead import check
 from bench.report import Table, Target
 from tests.processes import HttpServer, http_server, server_env
+
+if TYPE_CHECKING:
+    from tests.postgres import TemporaryPostgres
 
 NAME = "replicas"
 REPLICAS = 3
@@ -80,8 +85,63 @@ class Pass:
     cpu: list[float] = field(default_factory=list[float])
     upstream: Counter[str] = field(default_factory=Counter[str])
     created_upstream: int = 0
+    unjournaled: int = 0
+    """Calls that completed but said their run could not be recorded in the store."""
     webhooks: Counter[bool] = field(default_factory=Counter[bool])
+    database_connections: int = 0
+    """The most client connections PostgreSQL had open at once during the load (sampled)."""
+    exits: list[int | None] = field(default_factory=list[int | None])
     log_tail: str = ""
+
+
+def cause(error: str) -> str:
+    """A call's error, in a few words."""
+    if "no free connection" in error:
+        return "database unavailable: no free pool connection within 3 s"
+    if "too many clients" in error:
+        return "database unavailable: PostgreSQL refused a connection (too many clients)"
+    if "database is unavailable" in error:
+        return "database unavailable: " + error.split("database is unavailable", 1)[1][:80]
+    if "lost the connection" in error:
+        return "upstream create lost its connection: a run may exist"
+    return error[:120]
+
+
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions an exception group holds, however nested."""
+    if isinstance(exc, BaseExceptionGroup):
+        group = cast(BaseExceptionGroup[BaseException], exc)
+        return [leaf for child in group.exceptions for leaf in leaves(child)]
+    return [exc]
+
+
+@asynccontextmanager
+async def tolerant(context: AbstractAsyncContextManager[Client], errors: list[str]) -> AsyncGenerator[Client]:
+    """An MCP client whose transport's failure at exit (a connection a replica dropped) is recorded, not raised."""
+    body_failed = False
+    try:
+        async with context as client:
+            try:
+                yield client
+            except BaseException:
+                body_failed = True
+                raise
+    except Exception as exc:
+        if body_failed:
+            raise
+        errors.extend(f"MCP client transport: {type(leaf).__name__}: {leaf}" for leaf in leaves(exc))
+
+
+async def watch_connections(admin_url: str, found: Pass, *, interval: float = 0.1) -> None:
+    """Sample how many client connections PostgreSQL has open (this one excluded), keeping the most."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
+        while True:
+            cursor = await conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
+            row = await cursor.fetchone()
+            found.database_connections = max(found.database_connections, int(row[0]) - 1 if row else 0)
+            await anyio.sleep(interval)
 
 
 async def start_replicas(stack: AsyncExitStack, env: dict[str, str], ports: list[int]) -> list[HttpServer]:
@@ -103,13 +163,14 @@ async def start_replicas(stack: AsyncExitStack, env: dict[str, str], ports: list
     return [started[index] for index in range(len(ports))]
 
 
-async def load(label: str, runs: int, database_url: str, *, pushed: bool) -> Pass:
-    """Fresh replicas over `database_url`; `runs` create_task_run calls at once, round-robin, each awaiting its run."""
+async def load(label: str, runs: int, cluster: TemporaryPostgres, *, pushed: bool) -> Pass:
+    """Fresh replicas over a fresh database; `runs` create_task_run calls at once, round-robin, each awaiting it."""
     from parallel_mcp.emulator.config import EmulatorConfig
     from parallel_mcp.emulator.runner import serve_emulator
     from tests.postgres import free_port
 
     found = Pass(label=label, runs=runs)
+    database_url = await anyio.to_thread.run_sync(cluster.new_database)
     config = EmulatorConfig(api_key=KEY, speed=EMULATOR_SPEED, webhook_secret=SECRET if pushed else None)
     async with serve_emulator(config) as emulator, AsyncExitStack() as stack:
         receiver = free_port()
@@ -127,8 +188,9 @@ async def load(label: str, runs: int, database_url: str, *, pushed: bool) -> Pas
         http = await stack.enter_async_context(httpx2.AsyncClient(limits=limits, timeout=timeout))
         clients: list[Client] = []
         for replica in replicas:
-            client = Client(streamable_http_client(replica.url, http_client=http), cache=None)
-            clients.append(await stack.enter_async_context(client))
+            transport = streamable_http_client(replica.url, http_client=http)
+            client = await stack.enter_async_context(tolerant(Client(transport, cache=None), found.errors))
+            clients.append(client)
             await client.list_tools()
             check(await client.call_tool("list_task_runs", {}))  # the replica's first store call opens its pool
         pids = [replica.process.pid for replica in replicas]
@@ -149,47 +211,57 @@ async def load(label: str, runs: int, database_url: str, *, pushed: bool) -> Pas
                     found.completed += 1
                 else:
                     found.errors.append(f"run {view['run_id']} returned {view['status']}")
+                warnings: list[str] = view.get("warnings") or []
+                found.unjournaled += any("could not record it" in warning for warning in warnings)
             except Exception as exc:
                 found.errors.append(f"{type(exc).__name__}: {exc}")
             found.latencies.append(time.perf_counter() - started)
 
-        started = time.perf_counter()
-        with anyio.fail_after(WAIT_SECONDS + 240):
-            async with anyio.create_task_group() as group:
-                for index in range(runs):
-                    group.start_soon(one, index)
-        found.wall = time.perf_counter() - started
-        await anyio.sleep(SETTLE_SECONDS)
+        async with anyio.create_task_group() as watching:
+            watching.start_soon(watch_connections, cluster.url, found)
+            started = time.perf_counter()
+            with anyio.fail_after(WAIT_SECONDS + 240):
+                async with anyio.create_task_group() as group:
+                    for index in range(runs):
+                        group.start_soon(one, index)
+            found.wall = time.perf_counter() - started
+            await anyio.sleep(SETTLE_SECONDS)
+            watching.cancel_scope.cancel()
         found.cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
         found.peak_rss_kb = [status_kb(pid, "VmHWM") for pid in pids]
         found.upstream = Counter(kind(r.method, r.path) for r in emulator.state.request_log[log_start:])
         found.created_upstream = emulator.state.run_count - runs_before
         found.webhooks = Counter(delivered for _, delivered in emulator.state.webhook_results)
-        if found.errors:
-            found.log_tail = "\n".join(line for replica in replicas for line in replica.stderr[-10:])
+        found.exits = [replica.process.returncode for replica in replicas]
+        if found.errors or any(code is not None for code in found.exits):
+            found.log_tail = "\n".join(
+                f"replica {index} (exit {replica.process.returncode}): {line}"
+                for index, replica in enumerate(replicas)
+                for line in replica.stderr[-5:]
+            )
     return found
 
 
 async def run(mode: Mode) -> Outcome:
     from tests.postgres import TemporaryPostgres
 
-    runs = mode.pick(30, 1000)
+    sizes = [30] if mode.quick else [100, 1000]
     cluster = TemporaryPostgres()
     await anyio.to_thread.run_sync(cluster.setup)
     try:
         passes: list[Pass] = []
-        for label, pushed in (("without webhooks", False), ("with webhooks", True)):
-            database_url = await anyio.to_thread.run_sync(cluster.new_database)
-            passes.append(await load(label, runs, database_url, pushed=pushed))
+        for runs in sizes:
+            for label, pushed in (("without webhooks", False), ("with webhooks", True)):
+                passes.append(await load(label, runs, cluster, pushed=pushed))
     finally:
         await anyio.to_thread.run_sync(cluster.cleanup)
 
     table = Table(
-        f"Replicas: {runs:,} runs created and awaited at once, round-robin over {REPLICAS} `serve` processes "
-        "over one PostgreSQL",
+        f"Replicas: runs created and awaited at once, round-robin over {REPLICAS} `serve --transport "
+        "streamable-http` processes over one PostgreSQL",
         [
             "pass",
-            "runs",
+            "runs at once",
             "completed",
             "errors",
             "wall s",
@@ -197,21 +269,26 @@ async def run(mode: Mode) -> Outcome:
             "call max s",
             "RSS before per replica (MiB)",
             "peak RSS per replica (MiB)",
-            "replica CPU s",
             "replica CPU ms per run",
             "upstream requests per run",
             "per run: create / status / result / events",
             "webhooks delivered",
+            "PostgreSQL connections (peak)",
+            "completed but not journaled",
         ],
+    )
+    causes = Table(
+        "Replicas: errors by cause",
+        ["pass", "runs at once", "calls", "cause"],
     )
     targets: list[Target] = []
     failures: list[str] = []
     for found in passes:
         errors = len(found.errors)
-        per_run = {name: found.upstream[name] / runs for name in ("create", "status", "result", "events")}
+        per_run = {name: found.upstream[name] / found.runs for name in ("create", "status", "result", "events")}
         table.add(
             found.label,
-            runs,
+            found.runs,
             found.completed,
             errors,
             found.wall,
@@ -219,23 +296,30 @@ async def run(mode: Mode) -> Outcome:
             max(found.latencies),
             " / ".join(f"{kb / 1024:.0f}" for kb in found.rss_before_kb),
             " / ".join(f"{kb / 1024:.0f}" for kb in found.peak_rss_kb),
-            " / ".join(f"{seconds:.1f}" for seconds in found.cpu),
-            sum(found.cpu) / runs * 1000,
-            sum(found.upstream.values()) / runs,
+            sum(found.cpu) / found.runs * 1000,
+            sum(found.upstream.values()) / found.runs,
             " / ".join(f"{value:.2f}" for value in per_run.values()),
             f"{found.webhooks[True]:,}" + (f" ({found.webhooks[False]:,} failed)" if found.webhooks[False] else ""),
+            found.database_connections,
+            found.unjournaled,
         )
+        tally = Counter(cause(error) for error in found.errors)
+        for said, count in tally.most_common():
+            causes.add(found.label, found.runs, count, said)
         targets.append(
             Target(
-                f"replicas, {runs} runs, {found.label}",
+                f"replicas, {found.runs:,} runs, {found.label}",
                 "every run completes, no errors, one upstream run per call",
-                f"{found.completed}/{runs} completed, {errors} errors, {found.created_upstream} runs upstream",
-                found.completed == runs and found.created_upstream == runs,
+                f"{found.completed:,}/{found.runs:,} completed, {errors:,} errors, "
+                f"{found.created_upstream:,} runs upstream",
+                found.completed == found.runs and found.created_upstream == found.runs and not errors,
             )
         )
-        failures.extend(f"{found.label}: {error}" for error in found.errors[:5])
+        failures.extend(f"replicas, {found.runs} runs {found.label}: {count} × {said}" for said, count in tally.items())
         if found.log_tail:
-            failures.append(f"{found.label}: replicas' log tails:\n{found.log_tail}")
+            failures.append(
+                f"replicas, {found.runs} runs {found.label}: the replicas' last log lines:\n{found.log_tail}"
+            )
     table.notes += [
         f"Each pass: {REPLICAS} fresh replicas (PARALLEL_MCP_DATABASE_URL to a fresh database of one local cluster, "
         f"PARALLEL_API_KEY, PARALLEL_BASE_URL) on one machine with {os.cpu_count()} cores, shared with PostgreSQL, "
@@ -247,7 +331,12 @@ async def run(mode: Mode) -> Outcome:
         "run carries a webhook there, and the other replicas' waiting calls wake on PostgreSQL's NOTIFY.",
         "Upstream requests: counted in the emulator (in this process), during the load and 0.5 s after it; "
         "webhook deliveries are the emulator's own requests to the replica, not counted as upstream requests.",
+        "PostgreSQL connections: client backends in pg_stat_activity, sampled every 0.1 s (the sampler's own "
+        "excluded); the cluster allows 200 (tests/postgres.py); each replica's pool holds at most 10.",
+        "Completed but not journaled: the call answered with its run and the warning that the store did not take "
+        "it (list_task_runs will not show it).",
     ]
+    tables = [table, causes] if causes.rows else [table]
     if failures:
-        raise LoadFailure(failures, Outcome(tables=[table], targets=targets))
-    return Outcome(tables=[table], targets=targets)
+        raise LoadFailure(failures, Outcome(tables=tables, targets=targets))
+    return Outcome(tables=tables, targets=targets)
