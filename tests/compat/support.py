@@ -22,6 +22,8 @@ from jsonschema.exceptions import best_match
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from parallel_mcp.emulator.config import EmulatorConfig
+from parallel_mcp.emulator.runner import serve_emulator
 from tests.processes import server_env
 
 Schema = dict[str, Any]
@@ -37,6 +39,7 @@ MINIMAL_SIZE_CHARS = 1_167
 BUDGET_CHARS = 8_000
 SAMPLE_TOOLS = {"create_task_run", "get_task_run", "list_task_runs", "create_task_group", "get_task_group"}
 MAX_WAIT_SECONDS = 50
+API_KEY = "test-key-0123456789"
 DOCUMENTED_COMMAND = '"uvx"'
 DOCUMENTED_ARGS = '["--from", "/ABSOLUTE/PATH/TO/parallel-mcp", "parallel-mcp"]'
 """How the README's Python snippets start the server; the tests swap in this checkout's interpreter."""
@@ -281,3 +284,20 @@ def runnable_snippet(heading: str, environment: dict[str, str]) -> str:
         assert code.count(documented) == 1, f"the README's {heading} snippet no longer starts the server as documented"
     command, *args = ["env", *(f"{name}={value}" for name, value in environment.items()), *server_command()]
     return code.replace(DOCUMENTED_COMMAND, repr(command)).replace(DOCUMENTED_ARGS, repr(args))
+
+
+@asynccontextmanager
+async def keyed_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, speed: float) -> AsyncGenerator[dict[str, str]]:
+    """An emulator on loopback standing in for api.parallel.ai, and the environment that points a server at it."""
+    for name in ("PARALLEL_BASE_URL", "PARALLEL_MCP_CONFIG", "PARALLEL_MCP_EMULATOR_SPEED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PARALLEL_API_KEY", API_KEY)
+    async with serve_emulator(EmulatorConfig(api_key=API_KEY, speed=speed)) as emulator:
+        yield {"PARALLEL_BASE_URL": emulator.base_url, "XDG_STATE_HOME": str(tmp_path)}
+
+
+def run_snippet(heading: str, environment: dict[str, str]) -> dict[str, Any]:
+    """Execute a README snippet; its globals."""
+    namespace: dict[str, Any] = {}
+    exec(compile(runnable_snippet(heading, environment), f"README.md ({heading})", "exec"), namespace)
+    return namespace

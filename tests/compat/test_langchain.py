@@ -1,7 +1,8 @@
-"""LangChain + LangGraph through langchain-mcp-adapters, which needs mcp<2: run in an environment of its own.
+"""The README's LangChain snippet (langchain-mcp-adapters, a LangChain agent), in an mcp<2 environment of its own.
 
 The probe (`langchain_probe.py`) is installed from `langchain-requirements.txt` by `uv run --isolated
 --no-project`; when the registry cannot be reached that fails, and so does this test: never a skip.
+The snippet's server gets its `PARALLEL_API_KEY` and talks to an emulator on loopback.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, cast
 import anyio
 import pytest
 
-from tests.compat.support import HERE, server_command
+from tests.compat.support import HERE, keyed_server, runnable_snippet
 
 pytestmark = pytest.mark.anyio
 
@@ -29,24 +30,28 @@ def uv() -> str:
     return found
 
 
-async def test_langchain_loads_every_tool_strictly_and_a_langgraph_agent_runs_create_get_answer(
-    tmp_path: Path,
+async def test_the_readme_langchain_agent_loads_every_tool_strictly_and_runs_create_get_answer(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    command = [
-        uv(),
-        "run",
-        "--isolated",
-        "--no-project",
-        "--with-requirements",
-        str(HERE / "langchain-requirements.txt"),
-        "python",
-        str(HERE / "langchain_probe.py"),
-        "--",
-        *server_command(),
-    ]
-    env = {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
-    with anyio.fail_after(300):
-        done = await anyio.run_process(command, cwd=tmp_path, env=env, check=False)
+    async with keyed_server(monkeypatch, tmp_path, speed=1000) as environment:
+        env = {
+            name: value for name, value in os.environ.items() if name not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")
+        }
+        snippet = tmp_path / "snippet.py"
+        snippet.write_text(runnable_snippet("LangChain and LangGraph", environment), encoding="utf-8")
+        command = [
+            uv(),
+            "run",
+            "--isolated",
+            "--no-project",
+            "--with-requirements",
+            str(HERE / "langchain-requirements.txt"),
+            "python",
+            str(HERE / "langchain_probe.py"),
+            str(snippet),
+        ]
+        with anyio.fail_after(300):
+            done = await anyio.run_process(command, cwd=tmp_path, env=env, check=False)
     stderr = done.stderr.decode("utf-8", "replace")
     assert done.returncode == 0, f"the LangChain probe failed (exit {done.returncode}):\n{stderr[-3000:]}"
     report = cast(dict[str, Any], json.loads(done.stdout))
