@@ -100,6 +100,9 @@ def cause(error: str) -> str:
         return "database unavailable: no free pool connection within 3 s"
     if "too many clients" in error:
         return "database unavailable: PostgreSQL refused a connection (too many clients)"
+    if "is unreachable: " in error:
+        reason = error.split("is unreachable: ", 1)[1].split(")", 1)[0]
+        return f"database unavailable: 'unreachable: {reason[:60]}'"
     if "database is unavailable" in error:
         return "database unavailable: " + error.split("database is unavailable", 1)[1][:80]
     if "lost the connection" in error:

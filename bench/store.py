@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import anyio
 from mcp import Client
 
 from bench.common import Mode, Outcome, percentile
@@ -108,24 +109,28 @@ async def measure(variants: dict[str, Work], iterations: int) -> dict[str, list[
 async def seed_finished_runs(store: Store, owner: str, result: str, count: int) -> list[str]:
     """`count` finished runs of `owner` journaled with a kept result (a real one, under each run's id)."""
     body = json.loads(result)
-    run_ids: list[str] = []
-    for index in range(count):
-        run_id = f"trun_benchseed{index:04d}"
-        claim = await store.claim(
-            owner,
-            kind="run",
-            fingerprint=f"seed-{index}",
-            idempotency_key=None,
-            window=600.0,
-            force_new=False,
-            now=time.time(),
-        )
-        record = RunRecord(run_id, processor="lite", status="queued", input_excerpt=f"seeded question {index}")
-        await store.created(claim.intent_id, owner, record, idempotency_key=None)
-        await store.update_status(owner, run_id, "completed")
-        body["run"]["run_id"] = run_id
-        await store.put_result(owner, run_id, json.dumps(body))
-        run_ids.append(run_id)
+    run_ids = [f"trun_benchseed{index:04d}" for index in range(count)]
+    limiter = anyio.Semaphore(8)
+
+    async def seed(index: int, run_id: str) -> None:
+        async with limiter:
+            claim = await store.claim(
+                owner,
+                kind="run",
+                fingerprint=f"seed-{index}",
+                idempotency_key=None,
+                window=600.0,
+                force_new=False,
+                now=time.time(),
+            )
+            record = RunRecord(run_id, processor="lite", status="queued", input_excerpt=f"seeded question {index}")
+            await store.created(claim.intent_id, owner, record, idempotency_key=None)
+            await store.update_status(owner, run_id, "completed")
+            await store.put_result(owner, run_id, json.dumps({**body, "run": {**body["run"], "run_id": run_id}}))
+
+    async with anyio.create_task_group() as group:
+        for index, run_id in enumerate(run_ids):
+            group.start_soon(seed, index, run_id)
     return run_ids
 
 
