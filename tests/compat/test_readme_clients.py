@@ -1,9 +1,10 @@
-"""The README's client snippets, run: pydantic-ai, OpenAI Agents and google-genai against a real server.
+"""The README's client snippets, run against a real server: pydantic-ai, OpenAI Agents, fastmcp, Anthropic, Gemini.
 
 Each snippet is taken from the README's Clients section as it is, with only the documented server
 command (`uvx --from /ABSOLUTE/PATH/TO/parallel-mcp parallel-mcp`) swapped for this checkout's. The
 server gets the snippet's `PARALLEL_API_KEY` and talks to an emulator on loopback, as it would to
-api.parallel.ai; the model is scripted (pydantic-ai's `FunctionModel`, a loopback Gemini API).
+api.parallel.ai; models are scripted (pydantic-ai's `FunctionModel`, loopback Gemini and Anthropic
+APIs). The LangChain snippet needs mcp<2 and runs in `test_langchain`.
 """
 
 from __future__ import annotations
