@@ -17,6 +17,7 @@ from mcp.server.mcpserver import Context, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from parallel_mcp import tool_schemas
 from parallel_mcp.arguments import (
@@ -76,14 +77,16 @@ def _hints(title: str, *, creates: bool, open_world: bool = True) -> ToolAnnotat
     )
 
 
-def _respond(app: AppContext, view: TaskRunView | RunListView | TaskGroupView) -> CallToolResult:
+def _respond(app: AppContext, view: TaskRunView | RunListView | TaskGroupView, *, link: bool = False) -> CallToolResult:
     """The one way a view becomes a tool result: marked emulated where it is, rendered, and structured.
 
-    A completed run's result links its whole report (every page, every citation) as a resource.
+    With `link`, a completed run's result links its whole report (every page, every citation) as a
+    resource: for 2026-07-28 requests only, since some clients of the older revisions (the Anthropic
+    SDK's MCP helper) refuse a `resource_link` block and show the model that error instead.
     """
     view.emulated = app.emulated
     content: list[ContentBlock] = [TextContent(type="text", text=render(view))]
-    if isinstance(view, TaskRunView) and view.status == "completed":
+    if link and isinstance(view, TaskRunView) and view.status == "completed":
         content.append(
             ResourceLink(
                 type="resource_link",
@@ -97,8 +100,8 @@ def _respond(app: AppContext, view: TaskRunView | RunListView | TaskGroupView) -
 
 
 def tool_result(app: AppContext, view: TaskRunView | TaskGroupView) -> CallToolResult:
-    """A run or group as the tools return it (the tasks extension inlines it once the run ended)."""
-    return _respond(app, view)
+    """A run or group as the tools return it to a 2026-07-28 request (the tasks extension inlines it)."""
+    return _respond(app, view, link=True)
 
 
 def _confirm(app: AppContext, confirmation: ConfirmationNeeded, kind: IntentKind) -> CallToolResult:
@@ -113,6 +116,11 @@ def _confirm(app: AppContext, confirmation: ConfirmationNeeded, kind: IntentKind
         content=[TextContent(type="text", text=render_confirmation(step, confirmation, emulated=app.emulated))],
         structured_content=structured,
     )
+
+
+def _modern(ctx: ToolContext) -> bool:
+    """True for a request of the 2026-07-28 revision."""
+    return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
 
 
 def _sink(ctx: ToolContext) -> ProgressSink:
@@ -197,7 +205,7 @@ async def create_task_run(
                 idempotency_key=args.idempotency_key,
                 force_new=args.force_new,
             )
-    return _respond(app, view)
+    return _respond(app, view, link=_modern(ctx))
 
 
 async def get_task_run(
@@ -223,7 +231,7 @@ async def get_task_run(
         wait = _wait(app, args.wait_seconds)
         with _within(wait):
             view = await app.runs.get(who.client, who.owner, wanted, wait=wait, sink=_sink(ctx), page=page)
-    return _respond(app, view)
+    return _respond(app, view, link=_modern(ctx))
 
 
 async def list_task_runs(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import pytest
@@ -155,3 +155,13 @@ def _text(result: Any) -> str:
     (content,) = result.contents
     assert isinstance(content, TextResourceContents)
     return content.text
+
+
+@pytest.mark.parametrize(("mode", "linked"), [("auto", True), ("legacy", False)])
+async def test_only_2026_requests_get_the_report_link(mode: Literal["auto", "legacy"], linked: bool) -> None:
+    # Some 2025-era client libraries (the Anthropic SDK's MCP helper) refuse a resource_link block outright.
+    async with mcp_session(EmulatorConfig(instant=True), mode=mode) as session:
+        created = await session.call("create_task_run", {"input": "Who founded Acme?"})
+        read = await session.call("get_task_run", {"run_id": structured(created)["run_id"]})
+    for result in (created, read):
+        assert [block.type for block in result.content] == (["text", "resource_link"] if linked else ["text"])

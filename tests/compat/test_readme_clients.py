@@ -228,12 +228,6 @@ class ScriptedClaude:
         )
 
 
-@pytest.mark.xfail(
-    reason="anthropic's MCP helper raises UnsupportedMCPValueError on the resource_link a completed run's result "
-    "carries (tools._respond), so the model only sees that error",
-    raises=AssertionError,
-    strict=True,
-)
 async def test_the_readme_anthropic_snippet_sends_every_tool_strict_and_runs_create_get_answer(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
