@@ -11,6 +11,7 @@ import json
 from typing import Any, cast
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
@@ -34,7 +35,7 @@ def _arguments(arguments: dict[str, Any]) -> str:
     return json.dumps(arguments, ensure_ascii=False, indent=2)
 
 
-def deep_research(topic: str, depth: str = "standard") -> str:
+async def deep_research(topic: str, depth: str = "standard") -> str:
     """A cited research report on a topic: quick, standard, deep or exhaustive (how far the research goes)."""
     processor = DEPTHS.get(depth.strip().lower())
     if not topic.strip():
@@ -73,7 +74,7 @@ def processor_for(fields: int) -> str:
     return min(fitting, key=lambda proc: proc.usd_per_run).name
 
 
-def enrich(rows: str, fields: str) -> str:
+async def enrich(rows: str, fields: str) -> str:
     """Find the same fields for every row (one per line, or a JSON array), e.g. fields "founder, founding_year"."""
     found_rows, names = _rows(rows), _fields(fields)
     if not found_rows:
@@ -98,6 +99,30 @@ def enrich(rows: str, fields: str) -> str:
 
 
 def add_prompts(server: MCPServer[Any]) -> None:
-    """Register the prompts."""
-    server.prompt(name="deep_research", title="Deep research report")(deep_research)
-    server.prompt(name="enrich", title="Enrich rows with fields")(enrich)
+    """Register the prompts (built directly: deriving their arguments from the signatures costs start-up time)."""
+    server.add_prompt(
+        Prompt(
+            name="deep_research",
+            title="Deep research report",
+            description=deep_research.__doc__,
+            arguments=[
+                PromptArgument(name="topic", description="What to research.", required=True),
+                PromptArgument(name="depth", description="quick, standard (the default), deep or exhaustive."),
+            ],
+            fn=deep_research,
+            context_kwarg=None,
+        )
+    )
+    server.add_prompt(
+        Prompt(
+            name="enrich",
+            title="Enrich rows with fields",
+            description=enrich.__doc__,
+            arguments=[
+                PromptArgument(name="rows", description="One row per line, or a JSON array.", required=True),
+                PromptArgument(name="fields", description="The fields to find, separated by commas.", required=True),
+            ],
+            fn=enrich,
+            context_kwarg=None,
+        )
+    )

@@ -181,7 +181,24 @@ async def read_group(group_id: str, ctx: Context[Any, Any]) -> str:
 
 
 def add_resources(server: MCPServer[Any]) -> None:
-    """Register the resources and resource templates."""
+    """Register the resources and resource templates when the first `resources/*` request arrives.
+
+    Building a template costs a few milliseconds (the SDK derives a model from its function): a
+    server that is never asked for resources, or not yet, does not pay for them at start-up.
+    """
+    registered = False
+
+    async def register_on_first_use(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        nonlocal registered
+        if not registered and ctx.method.startswith("resources/"):
+            registered = True
+            _register(server)
+        return await call_next(ctx)
+
+    server.middleware.insert(0, register_on_first_use)
+
+
+def _register(server: MCPServer[Any]) -> None:
     server.resource(
         RUNS_URI,
         name="runs",
