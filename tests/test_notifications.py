@@ -9,6 +9,7 @@ import time
 import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,6 +24,7 @@ from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.runner import RunningEmulator, serve_emulator
 from parallel_mcp.server import create_server
 from tests.support import emulator_client, structured
+from tests.test_webhooks import pushed_server
 
 pytestmark = pytest.mark.anyio
 
@@ -187,3 +189,18 @@ async def _until(predicate: Callable[[], bool | Awaitable[bool]]) -> None:
     with anyio.fail_after(10):
         while not predicate():
             await anyio.sleep(0.01)
+
+
+async def test_a_webhook_tells_the_listeners_and_their_watcher_holds_no_upstream_stream(tmp_path: Path) -> None:
+    async with pushed_server(tmp_path, EmulatorConfig(frozen=True)) as pushed:
+        emulator = pushed.emulator
+        run_id = structured(await pushed.mcp.call_tool("create_task_run", QUESTION))["run_id"]
+        uri = f"parallel://runs/{run_id}"
+        start = len(emulator.state.request_log)
+        async with pushed.mcp.listen(resource_subscriptions=[uri]) as listen:
+            emulator.state.finish(run_id)  # Parallel's webhook to the server says so
+            with anyio.fail_after(10):
+                event = await heard(listen)
+                await emulator.state.wait_for_requests(start + 1)
+    assert event.uri == uri and emulator.state.webhook_results == [(run_id, True)]
+    assert upstream(emulator, run_id, start) == ["GET result"]  # one read once told: no stream, no long-poll

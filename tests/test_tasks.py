@@ -12,6 +12,7 @@ import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
+from pydantic import SecretStr
 
 from parallel_mcp.config import Settings
 from parallel_mcp.emulator.config import EmulatorConfig
@@ -163,3 +164,21 @@ async def test_another_users_task_reads_like_an_unknown_one() -> None:
                 await cancel_task(bob, created.task_id)
             still = await get_task(alice, created.task_id)
     assert own["status"] == still["status"] == "completed" and caught.value.error.code == -32602
+
+
+async def test_a_task_created_on_one_replica_is_read_on_another_sharing_the_database(postgres_url: str) -> None:
+    async with emulator_client(EmulatorConfig(frozen=True)) as (emulator, client):
+        settings = Settings(database_url=SecretStr(postgres_url), emulator_speed=20)
+        async with (
+            Client(create_server(settings, client=client, emulated=True), extensions=[TasksClient()]) as replica_a,
+            Client(create_server(settings, client=client, emulated=True), extensions=[TasksClient()]) as replica_b,
+        ):
+            created = await create_task(replica_a, "create_task_run", QUESTION)
+            working = await get_task(replica_b, created.task_id)
+            (run_id,) = emulator.state.runs
+            emulator.state.finish(run_id)
+            done = await until_done(replica_b, created.task_id)
+    assert created.ttl_ms is None and working["status"] == "working"  # a database keeps tasks: no expiry
+    assert (
+        done["status"] == "completed" and structured(CallToolResult.model_validate(done["result"]))["run_id"] == run_id
+    )
