@@ -5,6 +5,7 @@ watcher however many listen, and the end seen by another replica through the sha
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -15,6 +16,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, types
+from mcp.server.session import ServerSession
 from mcp.server.subscriptions import ResourceUpdated
 from pydantic import SecretStr
 
@@ -204,3 +206,14 @@ async def test_a_webhook_tells_the_listeners_and_their_watcher_holds_no_upstream
                 await emulator.state.wait_for_requests(start + 1)
     assert event.uri == uri and emulator.state.webhook_results == [(run_id, True)]
     assert upstream(emulator, run_id, start) == ["GET result"]  # one read once told: no stream, no long-poll
+
+
+def test_the_private_sdk_seams_of_legacy_subscriptions_are_still_there() -> None:
+    # MCPServer serves no resources/subscribe: the handlers go on its lowlevel server, and a subscription
+    # ends with its connection, which the per-request session keeps as `_connection`.
+    server = create_server(Settings(emulator_speed=20))
+    lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
+    assert lowlevel.get_request_handler("resources/subscribe") is not None
+    assert lowlevel.get_request_handler("resources/unsubscribe") is not None
+    source = inspect.getsource(ServerSession.__init__)
+    assert "self._connection = connection" in source
