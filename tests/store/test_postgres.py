@@ -21,7 +21,9 @@ import pytest
 
 import tests.postgres
 from parallel_mcp.store import Claim, RunRecord, StoreError
-from parallel_mcp.store.postgres import RESYNC_EVENT, SCHEMA_VERSION, PostgresStore, redact
+from parallel_mcp.store.postgres import PostgresStore
+from parallel_mcp.store.postgres_connections import RESYNC_EVENT, redact
+from parallel_mcp.store.postgres_schema import SCHEMA_VERSION
 from tests.postgres import MISSING_BINARIES, PostgresError, StopMode, TemporaryPostgres, free_port
 
 pytestmark = pytest.mark.anyio

@@ -1,0 +1,59 @@
+"""The PostgreSQL store's schema: versioned migrations, applied in order at first use (data, not code)."""
+
+from __future__ import annotations
+
+# Each entry migrates the previous version to its number; `meta` records the version reached. The
+# tables are SQLite's (REAL as DOUBLE PRECISION), plus `runs.seq` for what SQLite's rowid gives.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE runs (
+            owner TEXT NOT NULL, run_id TEXT NOT NULL, processor TEXT NOT NULL, status TEXT NOT NULL,
+            input_excerpt TEXT NOT NULL, idempotency_key TEXT, interaction_id TEXT,
+            created_at TEXT COLLATE "C",  -- ISO 8601 text, sorted bytewise as SQLite does whatever the locale
+            updated_at TEXT NOT NULL DEFAULT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+            group_id TEXT, cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+            seq BIGSERIAL NOT NULL,  -- the order of insertion, which breaks ties of created_at
+            PRIMARY KEY (owner, run_id)
+        );
+        CREATE INDEX runs_by_time ON runs (owner, created_at);
+        CREATE TABLE intents (
+            id TEXT PRIMARY KEY, owner TEXT NOT NULL, kind TEXT NOT NULL, idempotency_key TEXT,
+            fingerprint TEXT NOT NULL, state TEXT NOT NULL, target_id TEXT,
+            key_slot INTEGER NOT NULL DEFAULT 0, fp_slot INTEGER NOT NULL DEFAULT 0,
+            created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE UNIQUE INDEX intents_by_key ON intents (owner, kind, idempotency_key) WHERE key_slot = 1;
+        CREATE UNIQUE INDEX intents_by_fingerprint ON intents (owner, kind, fingerprint) WHERE fp_slot = 1;
+        CREATE INDEX intents_recent ON intents (owner, kind, fingerprint, created_at);
+        CREATE TABLE groups (
+            owner TEXT NOT NULL, group_id TEXT NOT NULL, processor TEXT NOT NULL, input_excerpt TEXT NOT NULL,
+            num_runs INTEGER NOT NULL, cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0, created_at TEXT,
+            PRIMARY KEY (owner, group_id)
+        );
+        CREATE TABLE results (
+            owner TEXT NOT NULL, run_id TEXT NOT NULL, body TEXT NOT NULL, stored_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (owner, run_id)
+        );
+        CREATE TABLE deliveries (id TEXT PRIMARY KEY, received_at DOUBLE PRECISION NOT NULL);
+        """,
+    ),
+    (
+        2,
+        """
+        CREATE TABLE tasks (
+            task_id TEXT PRIMARY KEY, owner TEXT NOT NULL, kind TEXT NOT NULL, target_id TEXT NOT NULL,
+            shaping TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, cancelled_at DOUBLE PRECISION
+        );
+        CREATE TABLE confirmations (
+            token_hash TEXT PRIMARY KEY, owner TEXT NOT NULL, fingerprint TEXT NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL, used_at DOUBLE PRECISION
+        );
+        ALTER TABLE groups ALTER COLUMN created_at TYPE TEXT COLLATE "C";
+        CREATE INDEX groups_by_time ON groups (owner, created_at);
+        """,
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
