@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -20,7 +19,7 @@ from urllib.parse import quote
 
 import anyio
 import httpx2
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from parallel_mcp import __version__
 from parallel_mcp.deadline import remaining
@@ -49,9 +48,9 @@ from parallel_mcp.models import (
     TaskRunResult,
     TaskSpec,
     UnknownEvent,
-    parse_event,
 )
 from parallel_mcp.models.betas import betas_for
+from parallel_mcp.wire import json_body, parse_body, parse_sse_event, sse_data
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +179,7 @@ class AsyncTaskClient:
         payload = body.model_dump(mode="json", exclude_none=True)
         headers = self._beta_headers(betas_for(body, extra=self.extra_betas))
         response = await self._send("POST", "/v1/tasks/runs", json_body=payload, headers=headers, create=True)
-        return _parse(TaskRun, response)
+        return parse_body(TaskRun, response)
 
     async def get_run(self, run_id: str) -> TaskRun:
         """Read a run's status (`GET /v1/tasks/runs/{id}`)."""
@@ -189,7 +188,7 @@ class AsyncTaskClient:
     async def get_input(self, run_id: str) -> dict[str, Any]:
         """Read back the body a run was created with (header values are never returned by the API)."""
         response = await self._send("GET", f"/v1/tasks/runs/{_segment(run_id)}/input")
-        data = _json(response)
+        data = json_body(response)
         if not isinstance(data, dict):
             raise APIResponseError(f"GET {response.request.url.path} answered {type(data).__name__}, not an object")
         return cast(dict[str, Any], data)
@@ -224,7 +223,7 @@ class AsyncTaskClient:
             if run.is_active:
                 return None
             raise
-        return _parse(TaskRunResult, response)
+        return parse_body(TaskRunResult, response)
 
     async def events(self, run_id: str, *, reconnects: int = 2) -> AsyncIterator[RunEvent]:
         """Stream a run's events, reconnecting when the stream drops and skipping replayed ones.
@@ -268,7 +267,7 @@ class AsyncTaskClient:
         """Create a task group."""
         body = {"metadata": dict(metadata)} if metadata else {}
         response = await self._send("POST", "/v1/tasks/groups", json_body=body, create=True)
-        return _parse(TaskGroup, response)
+        return parse_body(TaskGroup, response)
 
     async def get_group(self, group_id: str) -> TaskGroup:
         """Read a group's aggregate status."""
@@ -288,7 +287,7 @@ class AsyncTaskClient:
         response = await self._send(
             "POST", f"/v1/tasks/groups/{_segment(group_id)}/runs", json_body=body, headers=headers, create=True
         )
-        return _parse(TaskGroupRunResponse, response)
+        return parse_body(TaskGroupRunResponse, response)
 
     async def group_events(self, group_id: str, *, timeout: float | None = None) -> AsyncIterator[GroupEvent]:
         """Stream a group's status changes and run endings; it ends when no run is active any more."""
@@ -313,7 +312,7 @@ class AsyncTaskClient:
 
     async def _get_model(self, path: str, model: type[ModelT]) -> ModelT:
         response = await self._send("GET", path)
-        return _parse(model, response)
+        return parse_body(model, response)
 
     async def _send(
         self,
@@ -441,8 +440,8 @@ class AsyncTaskClient:
                 if not response.is_success:
                     await response.aread()
                     raise error_from_response(response.status_code, response.headers, response.content)
-                async for data in _sse_data(response.aiter_lines()):
-                    event = _event(data)
+                async for data in sse_data(response.aiter_lines()):
+                    event = parse_sse_event(data)
                     if event is None:
                         logger.debug("skipping a malformed event on %s", path)
                         continue
@@ -452,57 +451,12 @@ class AsyncTaskClient:
             raise APIConnectionError(f"GET {path} stream broke: {_describe(exc)}", request_sent=True) from None
 
 
-def _event(data: str) -> RunEvent | TaskGroupStatusEvent | None:
-    try:
-        payload = json.loads(data)
-        return parse_event(payload) if isinstance(payload, dict) else None  # pyright: ignore[reportUnknownArgumentType]
-    except (json.JSONDecodeError, ValidationError):
-        return None
-
-
-async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """Yield the `data` of each server-sent event (multi-line data joined with newlines)."""
-    buffer: list[str] = []
-    async for line in lines:
-        if not line:
-            if buffer:
-                yield "\n".join(buffer)
-                buffer = []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        if field == "data":
-            buffer.append(value.removeprefix(" "))
-    if buffer:
-        yield "\n".join(buffer)
-
-
 class _OutOfTime(Exception):
     """The call's deadline came before (`sent` False) or during a request."""
 
     def __init__(self, *, sent: bool) -> None:
         super().__init__("out of the call's time")
         self.sent = sent
-
-
-def _json(response: httpx2.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise APIResponseError(f"{response.request.method} {response.request.url.path} answered non-JSON") from None
-
-
-def _parse(model: type[ModelT], response: httpx2.Response) -> ModelT:
-    """The answer as `model`; a body of another shape is the API's fault, never the agent's."""
-    try:
-        return model.model_validate(_json(response))
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors(include_url=False)[:3]
-        )
-        where = f"{response.request.method} {response.request.url.path}"
-        raise APIResponseError(f"{where} answered a {model.__name__} that does not parse ({problems})") from None
 
 
 def _segment(value: str) -> str:
