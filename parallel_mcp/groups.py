@@ -165,7 +165,8 @@ class GroupService:
         if claim.outcome != "new" and claim.target_id is not None and claim.outcome != "created":
             claim = await self._reconcile(client, owner, claim, request)
         if claim.outcome == "created" and claim.target_id is not None:
-            view = await self._read(client, owner, claim.target_id, wait=wait, sink=sink, processor=request.processor)
+            # A repeat answers at once, with the group's id (see RunService.create).
+            view = await self._read(client, owner, claim.target_id, wait=0, sink=sink, processor=request.processor)
             view.warnings.append(repeated_create_warning("group", claim.target_id, self.intents.age(claim), claim))
             return view
         if claim.outcome == "sending":

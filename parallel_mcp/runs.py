@@ -187,7 +187,9 @@ class RunService:
         intent = Intent(owner, "run", run_fingerprint(body), idempotency_key, force_new)
         claim = await self.intents.claim(intent)
         if claim.outcome == "created" and claim.target_id is not None:
-            view = await self.get(client, owner, claim.target_id, wait=wait, sink=sink, page=PageRequest())
+            # A repeat answers at once: it is often a call the client cut, sent again under the same short
+            # timeout, and what the agent lacks is the run's id (get_task_run waits for it next).
+            view = await self.get(client, owner, claim.target_id, wait=0, sink=sink, page=PageRequest())
             view.warnings.append(repeated_create_warning("run", claim.target_id, self.intents.age(claim), claim))
             return view
         if claim.outcome == "sending":
