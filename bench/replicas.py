@@ -186,7 +186,9 @@ async def load(label: str, runs: int, cluster: TemporaryPostgres, *, pushed: boo
             settings |= {"PARALLEL_MCP_PUBLIC_URL": f"http://127.0.0.1:{receiver}", "PARALLEL_WEBHOOK_SECRET": SECRET}
         ports = [receiver if pushed and index == 0 else 0 for index in range(REPLICAS)]
         replicas = await start_replicas(stack, server_env(**settings), ports)
-        limits = httpx2.Limits(max_connections=runs + 50, max_keepalive_connections=100)
+        # No keep-alive: a pooled connection reused as uvicorn closes it (after 5 s idle) fails its POST with
+        # ReadError, and the mcp client then ends the session, cancelling every call in flight.
+        limits = httpx2.Limits(max_connections=runs + 50, max_keepalive_connections=0)
         timeout = httpx2.Timeout(300.0, connect=60.0, pool=120.0)
         http = await stack.enter_async_context(httpx2.AsyncClient(limits=limits, timeout=timeout))
         clients: list[Client] = []
@@ -327,7 +329,9 @@ async def run(mode: Mode) -> Outcome:
         f"Each pass: {REPLICAS} fresh replicas (PARALLEL_MCP_DATABASE_URL to a fresh database of one local cluster, "
         f"PARALLEL_API_KEY, PARALLEL_BASE_URL) on one machine with {os.cpu_count()} cores, shared with PostgreSQL, "
         "the emulator and the MCP clients (this process). Call i goes to replica i mod 3 (its own MCP client; "
-        "one HTTP pool allows every call its own connection). Before the load each replica answers tools/list and "
+        "one HTTP pool allows every call its own connection, and keeps none alive: a kept-alive connection that "
+        "uvicorn closes after 5 s idle just as a late call reuses it fails that POST with ReadError, and the mcp "
+        "client then ends its session with every call in flight). Before the load each replica answers tools/list and "
         "list_task_runs (its first store call opens its connection pool).",
         f"Emulator speed {EMULATOR_SPEED:g}x (a lite run lasts 0.05–0.3 s); each call waits up to {WAIT_SECONDS} s.",
         "With webhooks: PARALLEL_MCP_PUBLIC_URL names the first replica and PARALLEL_WEBHOOK_SECRET is set; every "

@@ -13,13 +13,16 @@ this machine over TCP loopback, started by the benchmark with the tests' helper 
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections import Counter
+from collections.abc import Awaitable, Callable, Generator
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 from mcp import Client
@@ -134,6 +137,49 @@ async def seed_finished_runs(store: Store, owner: str, result: str, count: int) 
     return run_ids
 
 
+@contextmanager
+def counting_store_calls() -> Generator[Counter[str]]:
+    """While the block runs, count the calls of the stores' own public async methods (by method name)."""
+    from parallel_mcp.store.postgres import PostgresStore
+    from parallel_mcp.store.sqlite import SQLiteStore
+
+    counts: Counter[str] = Counter()
+    saved: list[tuple[type[Store], str, Any]] = []
+
+    def counted(name: str, method: Any) -> Any:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            counts[name] += 1
+            return await method(*args, **kwargs)
+
+        return call
+
+    for cls in (SQLiteStore, PostgresStore):
+        for name, method in list(vars(cls).items()):
+            if not name.startswith("_") and name not in ("start", "close") and inspect.iscoroutinefunction(method):
+                saved.append((cls, name, method))
+                setattr(cls, name, counted(name, method))
+    try:
+        yield counts
+    finally:
+        for cls, name, method in saved:
+            setattr(cls, name, method)
+
+
+async def store_calls(variants: dict[str, Call], calls: int = 10) -> dict[str, str]:
+    """Store calls per tool call of each variant, and which (counted over `calls` calls, untimed)."""
+    found: dict[str, str] = {}
+    for label, variant in variants.items():
+        with counting_store_calls() as counts:
+            for _ in range(calls):
+                await variant()
+        per_call = sum(counts.values()) / calls
+        names = ", ".join(
+            f"{name}" if count == calls else f"{name} ×{count / calls:g}" for name, count in counts.items()
+        )
+        found[label] = f"{per_call:g}" + (f" ({names})" if names else "")
+    return found
+
+
 def cycling(client: Client, run_ids: list[str]) -> Call:
     """get_task_run on each of `run_ids` in turn."""
     turn = itertools.cycle(run_ids)
@@ -144,8 +190,9 @@ def cycling(client: Client, run_ids: list[str]) -> Call:
     return call
 
 
-async def tool_samples(directory: Path, database_url: str, calls: int) -> dict[str, list[float]]:
-    """Seconds per tool call of each variant on the SQLite-backed and the PostgreSQL-backed server."""
+async def tool_samples(directory: Path, database_url: str, calls: int) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Seconds per tool call of each variant on the SQLite-backed and the PostgreSQL-backed server, and the store
+    calls each variant makes per tool call."""
     import httpx2
     from pydantic import SecretStr
 
@@ -189,10 +236,11 @@ async def tool_samples(directory: Path, database_url: str, calls: int) -> dict[s
             variants[f"{CACHED} ({backend})"] = tool_call(client, "get_task_run", {"run_id": finished})
             variants[f"{STORED} ({backend})"] = cycling(client, seeded)
             variants[f"{LISTED} ({backend})"] = tool_call(client, "list_task_runs", {})
-        return await measure_calls(variants, calls)
+        samples = await measure_calls(variants, calls)
+        return samples, await store_calls(variants)
 
 
-def tool_table(samples: dict[str, list[float]], calls: int) -> Table:
+def tool_table(samples: dict[str, list[float]], made: dict[str, str], calls: int) -> Table:
     table = Table(
         f"Store at the tool-call level: in-memory MCP calls to a server on each store ({calls:,} calls each, "
         "all variants alternating)",
@@ -204,10 +252,13 @@ def tool_table(samples: dict[str, list[float]], calls: int) -> Table:
             "PostgreSQL p99 ms",
             "p50 difference ms",
             "p99 difference ms",
+            "store calls per tool call (SQLite / PostgreSQL)",
         ],
     )
     hello = samples[HELLO]
-    table.add(f"{HELLO} (no store; the same for both)", *[percentile(hello, q) * 1000 for q in (50, 99)] * 2, 0.0, 0.0)
+    table.add(
+        f"{HELLO} (no store; the same for both)", *[percentile(hello, q) * 1000 for q in (50, 99)] * 2, 0.0, 0.0, "–"
+    )
     for label in (CACHED, STORED, LISTED):
         sqlite, postgres = samples[f"{label} (SQLite)"], samples[f"{label} (PostgreSQL)"]
         table.add(
@@ -218,9 +269,12 @@ def tool_table(samples: dict[str, list[float]], calls: int) -> Table:
             percentile(postgres, 99) * 1000,
             (percentile(postgres, 50) - percentile(sqlite, 50)) * 1000,
             (percentile(postgres, 99) - percentile(sqlite, 99)) * 1000,
+            f"{made[f'{label} (SQLite)']} / {made[f'{label} (PostgreSQL)']}",
         )
     table.notes += [
-        "Differences are PostgreSQL − SQLite. SQLite: the journal in a file (Settings(journal=PATH)); PostgreSQL: "
+        "Differences are PostgreSQL − SQLite. Store calls: the stores' methods a tool call invoked, counted over 10 "
+        "more calls of each variant (untimed); a difference where there are none is not the store's.",
+        "SQLite: the journal in a file (Settings(journal=PATH)); PostgreSQL: "
         "Settings(database_url=...) to the local cluster above; the same in-process emulator upstream.",
         "What a call asks of the store: get_task_run on a run in the run service's in-memory result cache asks "
         "nothing (a finished run's result is cached by the process that read or wrote it); on a finished run the "
@@ -241,7 +295,7 @@ async def run(mode: Mode) -> Outcome:
     iterations = mode.pick(300, 3000)
     calls = mode.pick(100, 2000)
     with tempfile.TemporaryDirectory(prefix="bench-store-") as directory, TemporaryPostgres() as cluster:
-        tools = await tool_samples(Path(directory), cluster.new_database(), calls)
+        tools, made = await tool_samples(Path(directory), cluster.new_database(), calls)
         stores: dict[str, Store] = {
             "SQLite": SQLiteStore(Path(directory) / "journal.sqlite3"),
             "PostgreSQL": PostgresStore(cluster.new_database()),
@@ -287,4 +341,4 @@ async def run(mode: Mode) -> Outcome:
         "seen as an error. A remote database adds its network round trips to each statement.",
         f"A result body of {len(RESULT_BODY):,} characters; the create's run is journaled with its intent.",
     ]
-    return Outcome(tables=[table, tool_table(tools, calls)], targets=[])
+    return Outcome(tables=[table, tool_table(tools, made, calls)], targets=[])
