@@ -390,25 +390,7 @@ class AsyncTaskClient:
         left = remaining()
         if left is not None and left <= 0:
             raise _OutOfTime(sent=False)
-        response: httpx2.Response | None = None
-        with anyio.move_on_after(math.inf if left is None else left):
-            response = await self._request(method, path, json_body, params, headers, read_timeout)
-        if response is None:
-            raise _OutOfTime(sent=True)
-        return response
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        json_body: Any,
-        params: Mapping[str, Any] | None,
-        headers: Mapping[str, str] | None,
-        read_timeout: float | None,
-    ) -> httpx2.Response:
         http = await self._pool.http()
-        self._pool.requests += 1
-        all_headers = {"x-api-key": self._api_key, **(headers or {})}
         extensions: dict[str, Any] = {}
         if read_timeout is not None:
             timeout = self._pool.timeout
@@ -416,9 +398,20 @@ class AsyncTaskClient:
                 read_timeout, connect=timeout.connect, pool=timeout.pool, write=timeout.write
             ).as_dict()
         request = http.build_request(
-            method, self.base_url + path, json=json_body, params=params, headers=all_headers, extensions=extensions
+            method,
+            self.base_url + path,
+            json=json_body,
+            params=params,
+            headers={"x-api-key": self._api_key, **(headers or {})},
+            extensions=extensions,
         )
-        return await http.send(request)
+        self._pool.requests += 1
+        response: httpx2.Response | None = None
+        with anyio.move_on_after(math.inf if left is None else left):
+            response = await http.send(request)
+        if response is None:
+            raise _OutOfTime(sent=True)
+        return response
 
     async def _event_stream(
         self, path: str, params: Mapping[str, str | int | float | bool] | None = None

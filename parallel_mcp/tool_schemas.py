@@ -70,13 +70,19 @@ FORCE_NEW = optional(
 )
 CONFIRM_TOKEN = optional(string("Only after the user agreed: the confirm_token a result gave."))
 
+# What both create tools take: the task spec and labels first, the intent and the wait last.
+SPEC = {"processor": PROCESSOR, "output_schema": OUTPUT_SCHEMA, "input_schema": INPUT_SCHEMA, "metadata": METADATA}
+INTENT = {
+    "idempotency_key": IDEMPOTENCY_KEY,
+    "force_new": FORCE_NEW,
+    "wait_seconds": WAIT,
+    "confirm_token": CONFIRM_TOKEN,
+}
+
 CREATE_TASK_RUN = arguments(
     ["input"],
     input=string("The question or research brief, or a JSON object of data to enrich as JSON text."),
-    processor=PROCESSOR,
-    output_schema=OUTPUT_SCHEMA,
-    input_schema=INPUT_SCHEMA,
-    metadata=METADATA,
+    **SPEC,
     source_policy=optional(
         record(
             "Restrict sources (can lower quality).",
@@ -103,10 +109,7 @@ CREATE_TASK_RUN = arguments(
     enable_events=optional(boolean("Record detailed progress events (default on for pro and above).")),
     webhook_url=optional(string("URL that receives a signed task_run.status POST when the run ends.")),
     memory_scope_key=optional(string("Memory scope of the run.")),
-    idempotency_key=IDEMPOTENCY_KEY,
-    force_new=FORCE_NEW,
-    wait_seconds=WAIT,
-    confirm_token=CONFIRM_TOKEN,
+    **INTENT,
 )
 
 GET_TASK_RUN = arguments(
@@ -127,14 +130,8 @@ LIST_TASK_RUNS = arguments(
 CREATE_TASK_GROUP = arguments(
     ["inputs"],
     inputs=strings("1-1,000 rows, each a question or a JSON object as JSON text; each is one billed run."),
-    processor=PROCESSOR,
-    output_schema=OUTPUT_SCHEMA,
-    input_schema=INPUT_SCHEMA,
-    metadata=METADATA,
-    idempotency_key=IDEMPOTENCY_KEY,
-    force_new=FORCE_NEW,
-    wait_seconds=WAIT,
-    confirm_token=CONFIRM_TOKEN,
+    **SPEC,
+    **INTENT,
 )
 
 GET_TASK_GROUP = arguments(

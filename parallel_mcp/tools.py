@@ -153,6 +153,11 @@ def _wait(app: AppContext, wait_seconds: float | None) -> float:
     return app.settings.wait_seconds if wait_seconds is None else wait_seconds
 
 
+def _intent(args: CreateRunArguments | CreateGroupArguments) -> dict[str, Any]:
+    """What names a create's intent beyond its body (see intents)."""
+    return {"idempotency_key": args.idempotency_key, "force_new": args.force_new}
+
+
 def _within(wait: float) -> AbstractContextManager[None]:
     """The call's deadline: its wait and a small margin, passed down to every request and retry."""
     return call_deadline(wait + CALL_MARGIN_SECONDS)
@@ -196,15 +201,7 @@ async def create_task_run(
             return _confirm(app, pending, "run")
         wait = _wait(app, args.wait_seconds)
         with _within(wait):
-            view = await app.runs.create(
-                who.client,
-                who.owner,
-                body,
-                wait=wait,
-                sink=_sink(ctx),
-                idempotency_key=args.idempotency_key,
-                force_new=args.force_new,
-            )
+            view = await app.runs.create(who.client, who.owner, body, wait=wait, sink=_sink(ctx), **_intent(args))
     return _respond(app, view, link=_modern(ctx))
 
 
@@ -280,15 +277,7 @@ async def create_task_group(
             return _confirm(app, pending, "group")
         wait = _wait(app, args.wait_seconds)
         with _within(wait):
-            view = await app.groups.create(
-                who.client,
-                who.owner,
-                request,
-                wait=wait,
-                sink=_sink(ctx),
-                idempotency_key=args.idempotency_key,
-                force_new=args.force_new,
-            )
+            view = await app.groups.create(who.client, who.owner, request, wait=wait, sink=_sink(ctx), **_intent(args))
     return _respond(app, view)
 
 

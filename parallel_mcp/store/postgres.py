@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from parallel_mcp.store import (
     ACTIVE_STATUSES,
-    RESYNC,
     SENDING_STALE_SECONDS,
     Claim,
     ClaimOutcome,
@@ -40,17 +39,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CHANNEL: Final = "parallel_mcp_events"
-MAX_EVENT_BYTES = 7999
-"""NOTIFY's payload limit (8000 bytes, terminator included)."""
-RESYNC_EVENT = RESYNC
-"""Delivered locally after the listener reconnects: events may have been missed, re-read the state."""
-LISTEN_BACKOFF = (0.1, 2.0)
-"""The listener's first and longest wait between reconnection attempts, in seconds."""
-LISTEN_PROBE_SECONDS = 30.0
-"""A listener idle this long checks its connection (a silently dead peer sends no error)."""
-
-_MIGRATION_LOCK = "parallel_mcp schema"
 # Keys are locked before bodies, in one statement (its select list runs left to right).
 _LOCK_ONE: Final = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 _LOCK_TWO: Final = (

@@ -48,13 +48,6 @@ LISTEN_PROBE_SECONDS = 30.0
 """A listener idle this long checks its connection (a silently dead peer sends no error)."""
 
 _MIGRATION_LOCK = "parallel_mcp schema"
-# Keys are locked before bodies, in one statement (its select list runs left to right).
-_LOCK_ONE: Final = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
-_LOCK_TWO: Final = (
-    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)), pg_advisory_xact_lock(hashtextextended(%s, 0))"
-)
-_INTENT_COLUMNS: Final = "id, state, target_id, created_at, updated_at, idempotency_key"
-_NOW_TEXT: Final = "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 
 def redact(url: str) -> str:
