@@ -7,6 +7,7 @@ import importlib.metadata
 import math
 import os
 import platform
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,30 @@ def _ram() -> str:
     return "unknown"
 
 
+def _code_revision() -> str:
+    """The commit measured, and whether the server's code differed from it (uncommitted changes)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "parallel_mcp"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    return f"commit {head}" + (
+        f", with uncommitted changes in {len(changed)} file(s) of parallel_mcp/"
+        if changed
+        else ", parallel_mcp/ as committed"
+    )
+
+
 def machine_description() -> list[str]:
     """What the figures were measured on."""
     return [
@@ -122,6 +147,7 @@ def machine_description() -> list[str]:
         f"OS: {platform.system()} {platform.release()}",
         f"Python: {sys.version.split()[0]} ({platform.python_implementation()})",
         f"mcp: {importlib.metadata.version('mcp')}, parallel-mcp: {importlib.metadata.version('parallel-mcp')}",
+        f"Code: {_code_revision()}",
         f"Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
     ]
 
