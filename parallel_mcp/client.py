@@ -97,7 +97,9 @@ class _Pool:
         if self._http is None:
             self._http = httpx2.AsyncClient(
                 timeout=self.timeout,
-                limits=httpx2.Limits(max_connections=200, max_keepalive_connections=40),
+                # Idle connections go before a server's usual 5 s keep-alive ends: a reused one it has just closed
+                # would fail a create after sending it, and say "a run may exist" for nothing.
+                limits=httpx2.Limits(max_connections=200, max_keepalive_connections=40, keepalive_expiry=4.0),
                 headers={"User-Agent": f"parallel-mcp/{__version__}"},
             )
         return self._http

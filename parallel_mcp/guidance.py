@@ -129,8 +129,9 @@ def pending_create_message(kind: IntentKind, claim: Claim) -> str:
     """A repeat of a create that another call is still sending: nothing new is sent, ask again soon."""
     same = f"idempotency_key {claim.idempotency_key!r}" if claim.idempotency_key else "the same request"
     return (
-        f"Another call is creating a {_NOUN[kind]} with {same} right now; nothing new was sent. Call "
-        f"{_CREATE_TOOL[kind]} again in a minute to get that {_NOUN[kind]} (list_task_runs shows it once it exists)."
+        f"A create with {same} was sent moments ago (by another call, or by a server that stopped before it "
+        f"answered) and its answer has not come yet; nothing new was sent. Call {_CREATE_TOOL[kind]} again in a "
+        f"minute: it then returns that {_NOUN[kind]}, or says if its outcome is unknown."
     )
 
 

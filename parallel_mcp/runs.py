@@ -196,17 +196,32 @@ class RunService:
             raise RunMayExistError(pending_create_message("run", claim))
         if claim.outcome != "new":
             raise RunMayExistError(unconfirmed_create_message("run", self.intents.age(claim), claim))
-        # Once sent, a create is answered and journaled even if the caller goes away: a cut call must
-        # find its run on the next try, not a second one.
-        sent: tuple[TaskRun, str | None] | None = None
-        with anyio.CancelScope(shield=True):
-            sent = await self._send(client, owner, body, claim)
-        assert sent is not None
-        run, warning = sent
-        if self.webhook_url is not None and body.webhook is None:
-            outcome = await self.waiter.pushed(client, run.run_id, wait=wait, run=run, sink=sink)
-        else:
-            outcome = await self.waiter.run(client, run.run_id, wait=wait, run=run, sink=sink)
+        pushed = self.webhook_url is not None and body.webhook is None
+        # Heard from before the create is sent: a fast run's webhook may come before its answer is read.
+        heard: set[str] = set()
+        unsubscribe = self.store.subscribe(heard.add) if pushed else None
+        try:
+            # Once sent, a create is answered and journaled even if the caller goes away: a cut call must
+            # find its run on the next try, not a second one.
+            sent: tuple[TaskRun, str | None] | None = None
+            with anyio.CancelScope(shield=True):
+                sent = await self._send(client, owner, body, claim)
+            assert sent is not None
+            run, warning = sent
+            if pushed:
+                ended = run_ended(run.run_id)
+
+                async def announced() -> bool:
+                    return ended in heard or await self._journal_says_ended(owner, run.run_id)
+
+                outcome = await self.waiter.pushed(
+                    client, run.run_id, wait=wait, run=run, sink=sink, ended=ended in heard, recheck=announced
+                )
+            else:
+                outcome = await self.waiter.run(client, run.run_id, wait=wait, run=run, sink=sink)
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
         if outcome.run is None:
             outcome.run = run
         view = await self._outcome_view(owner, outcome, page=PageRequest())
@@ -243,6 +258,11 @@ class RunService:
             logger.error("run %s was created but not journaled: %s", run.run_id, exc)
             return run, unjournaled_warning(run.run_id)
         return run, None
+
+    async def _journal_says_ended(self, owner: str, run_id: str) -> bool:
+        """True when a webhook already noted the run's end (the receiver writes the status before it announces)."""
+        status = await quietly(self.store.run_status(owner, run_id))
+        return status is not None and status not in ACTIVE_STATUSES
 
     def _pushed(self, body: TaskRunInput, intent_id: str) -> TaskRunInput:
         """The body as sent: with this server's webhook and the intent's tag, unless the agent set its own webhook."""
@@ -281,8 +301,12 @@ class RunService:
             return self.view(cached.run, result=cached, page=page)
         known = await quietly(self.store.run_status(owner, run_id)) if self.webhook_url else None
         if known is not None:
+
+            async def announced() -> bool:
+                return await self._journal_says_ended(owner, run_id)
+
             ended = known not in ACTIVE_STATUSES
-            outcome = await self.waiter.pushed(client, run_id, wait=wait, ended=ended, sink=sink)
+            outcome = await self.waiter.pushed(client, run_id, wait=wait, ended=ended, sink=sink, recheck=announced)
         else:
             outcome = await self.waiter.run(client, run_id, wait=wait, sink=sink)
         if outcome.error is not None or outcome.run is None:

@@ -177,15 +177,18 @@ class Waiter:
         run: TaskRun | None = None,
         ended: bool = False,
         sink: ProgressSink | None = None,
+        recheck: Callable[[], Awaitable[bool]] | None = None,
     ) -> WaitOutcome:
         """Where a run whose end a webhook will announce stands after waiting up to `wait` seconds for that.
 
         One upstream read in all: the result once it ended (or `ended` says it already has), else its
-        status. A missed announcement costs nothing but time: the final read still finds a finished run.
+        status. `recheck` says whether the end was already announced; it runs once the wait listens, so
+        an announcement that came just before is not missed either.
         """
         assert self.events is not None, "pushed waits need the store's events"
         if not ended and wait > 0:
-            ended = await self._announced(run_id, wait, ProgressReporter(sink, self.processors, run))
+            reporter = ProgressReporter(sink, self.processors, run)
+            ended = await self._announced(run_id, wait, reporter, recheck)
         outcome = WaitOutcome(run=run)
         try:
             if ended:
@@ -202,7 +205,13 @@ class Waiter:
             outcome.error = error
         return outcome
 
-    async def _announced(self, run_id: str, wait: float, reporter: ProgressReporter) -> bool:
+    async def _announced(
+        self,
+        run_id: str,
+        wait: float,
+        reporter: ProgressReporter,
+        recheck: Callable[[], Awaitable[bool]] | None,
+    ) -> bool:
         assert self.events is not None
         ended = anyio.Event()
         wanted = {run_ended(run_id), RESYNC}
@@ -213,6 +222,8 @@ class Waiter:
 
         unsubscribe = self.events.subscribe(hear)
         try:
+            if recheck is not None and await recheck():
+                return True
             with anyio.move_on_after(wait):
                 async with anyio.create_task_group() as tasks:
                     state = ProgressState()

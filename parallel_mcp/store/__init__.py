@@ -32,8 +32,9 @@ IntentKind = Literal["run", "group"]
 ClaimOutcome = Literal["new", "created", "sending", "unknown"]
 ACTIVE_STATUSES = ("queued", "running", "cancelling")
 
-SENDING_STALE_SECONDS = 300.0
-"""An intent still `sending` after this long belongs to a process that died mid-request: treat it as unknown."""
+SENDING_STALE_SECONDS = 75.0
+"""An intent still `sending` after this long belongs to a process that died mid-request: treat it as unknown.
+A live sender cannot take longer: every create runs under its call's deadline (a wait of at most 50 s + 5 s)."""
 
 
 def run_ended(run_id: str) -> str:

@@ -11,6 +11,7 @@ seconds when it is unreachable; the store recovers by itself once the database i
 from __future__ import annotations
 
 import logging
+import math
 import re
 import secrets
 from collections.abc import AsyncGenerator
@@ -48,6 +49,8 @@ LISTEN_PROBE_SECONDS = 30.0
 """A listener idle this long checks its connection (a silently dead peer sends no error)."""
 
 _MIGRATION_LOCK = "parallel_mcp schema"
+PROBE_INTERVAL_SECONDS = 5.0
+"""How often a busy pool's timeout may open a connection of its own to learn the cause."""
 
 
 def redact(url: str) -> str:
@@ -77,7 +80,7 @@ def _lost(exc: Exception) -> bool:
 class PostgresConnections(Store):
     """The pool, the migrations and the event listener beneath `PostgresStore` (its queries)."""
 
-    def __init__(self, url: str, *, timeout: float = 3.0, max_size: int = 10) -> None:
+    def __init__(self, url: str, *, timeout: float = 3.0, max_size: int = 20) -> None:
         """`timeout`: how long a call waits for a connection before it fails with `StoreError`."""
         super().__init__()
         self._url = url
@@ -85,6 +88,9 @@ class PostgresConnections(Store):
         self.location = redact(url)
         self._timeout = timeout
         self._max_size = max_size
+        self._probing = False
+        self._probed_at = -math.inf
+        self._probe_verdict: StoreError | None = None
         self._pool: Pool | None = None
         self._migrated = False
         self._opening: tuple[anyio.Event, list[StoreError]] | None = None
@@ -165,18 +171,30 @@ class PostgresConnections(Store):
 
         reason = self._reason(exc)
         if isinstance(exc, PoolTimeout):
-            # The pool's timeout says nothing of the cause: ask the database directly.
+            # The pool's timeout says nothing of the cause: ask the database directly, but once at a time and
+            # at most every few seconds: under load every waiting call times out together, and a probe each
+            # would exhaust the database's connections.
+            now = anyio.current_time()
+            if self._probing or now - self._probed_at < PROBE_INTERVAL_SECONDS:
+                return self._probe_verdict or StoreError(
+                    f"the PostgreSQL store at {self.location} had no free connection within {self._timeout:g} s"
+                )
+            self._probing, self._probed_at = True, now
             try:
                 probe = await psycopg.AsyncConnection.connect(self._url, connect_timeout=2)
             except psycopg.Error as refused:
                 reason = self._reason(refused)
             else:
                 await probe.close()
-                return StoreError(
+                self._probe_verdict = StoreError(
                     f"the PostgreSQL store at {self.location} had no free connection within {self._timeout:g} s"
                     " (the database answers; the pool is busy or reconnecting)"
                 )
-        return StoreError(f"the PostgreSQL store at {self.location} is unreachable: {reason}")
+                return self._probe_verdict
+            finally:
+                self._probing = False
+        self._probe_verdict = StoreError(f"the PostgreSQL store at {self.location} is unreachable: {reason}")
+        return self._probe_verdict
 
     def _reason(self, exc: BaseException) -> str:
         """The gist of a psycopg error: its first line, the libpq preamble cut, any password masked."""
