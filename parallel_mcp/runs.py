@@ -37,7 +37,7 @@ from parallel_mcp.paging import CHARS_PER_TOKEN, page_output
 from parallel_mcp.processors import ProcessorTable
 from parallel_mcp.store import Claim, JournalEntry, RunRecord, Store, StoreError, run_ended
 from parallel_mcp.text import shorten
-from parallel_mcp.views import Progress, RunError, TaskRunView
+from parallel_mcp.views import OutputPage, Progress, RunError, TaskRunView
 from parallel_mcp.waiter import ProgressSink, ProgressState, Waiter, WaitOutcome
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 PAGE_SHARE = 0.45
 """The text rendering and the structured page both reach the client; each gets a share of the budget."""
 T = TypeVar("T")
+PAGES_KEPT = 512
+"""Pages of completed outputs kept as cut, for re-reads (each keyed by run, offset, fields and basis)."""
 EXCERPT_CHARS = 160
 MAX_METADATA_KEYS = 16
 
@@ -153,6 +155,9 @@ class RunService:
         self.intents = intents
         self.page_budget_chars = page_budget_chars(budget_tokens)
         self.cache = cache or ResultCache()
+        self._pages: OrderedDict[tuple[str, int, tuple[str, ...], bool], tuple[TaskRunResult, OutputPage]] = (
+            OrderedDict()
+        )
         self.webhook_url = webhook_url
         """This server's webhook receiver: runs carry it (and their intent's tag), and waits listen for it."""
         self.owned_only = owned_only
@@ -341,6 +346,7 @@ class RunService:
         self, run: TaskRun, *, result: TaskRunResult | None, page: PageRequest, progress: Progress | None = None
     ) -> TaskRunView:
         """The agent-facing view of a run at this service's page budget and pace (see `run_view`)."""
+        paged = self._page(run.run_id, result, page) if result is not None else None
         return run_view(
             run,
             result=result,
@@ -348,7 +354,27 @@ class RunService:
             progress=progress,
             budget_chars=self.page_budget_chars,
             processors=self.processors,
+            paged=paged,
         )
+
+    def _page(self, run_id: str, result: TaskRunResult, page: PageRequest) -> OutputPage:
+        """A page of a completed output; results never change, so a page read again is cut once."""
+        key = (run_id, page.offset, tuple(page.fields or ()), page.include_basis)
+        found = self._pages.get(key)
+        if found is None or found[0] is not result:
+            paged = page_output(
+                result.output,
+                offset=page.offset,
+                budget_chars=self.page_budget_chars,
+                fields=page.fields,
+                include_basis=page.include_basis,
+            )
+            found = (result, paged)
+            self._pages[key] = found
+            while len(self._pages) > PAGES_KEPT:
+                self._pages.popitem(last=False)
+        self._pages.move_to_end(key)
+        return found[1]
 
 
 def run_view(
@@ -359,8 +385,10 @@ def run_view(
     budget_chars: int,
     processors: ProcessorTable,
     progress: Progress | None = None,
+    paged: OutputPage | None = None,
 ) -> TaskRunView:
-    """The agent-facing view of a run, and of one page of its output once completed.
+    """The agent-facing view of a run, and of one page of its output once completed (`paged`, when the
+    caller has that page already).
 
     Raises:
         ArgumentError: `page.fields` names a field the output does not have, or `page.offset`
@@ -370,7 +398,7 @@ def run_view(
     output = None
     retry_after = None
     if result is not None:
-        output = page_output(
+        output = paged or page_output(
             result.output,
             offset=page.offset,
             budget_chars=budget_chars,
