@@ -31,7 +31,7 @@ from bench.common import Mode, Outcome, percentile
 from bench.overhead import Call, check, completed_run, tool_call
 from bench.overhead import measure as measure_calls
 from bench.report import Table
-from parallel_mcp.store import RunRecord, Store
+from parallel_mcp.store import Intent, RunRecord, Store
 
 NAME = "store"
 WARMUP = 50
@@ -62,15 +62,7 @@ def read_work(store: Store, run_id: str) -> Work:
 def create_work(store: Store, label: str) -> Work:
     async def work(index: int) -> None:
         # Every create is a new body, as a fresh create_task_run would be.
-        claim = await store.claim(
-            OWNER,
-            kind="run",
-            fingerprint=f"{label}-{index}",
-            idempotency_key=None,
-            window=600.0,
-            force_new=False,
-            now=time.time(),
-        )
+        claim = await store.claim(Intent(OWNER, "run", f"{label}-{index}"), window=600.0, now=time.time())
         if claim.outcome != "new":
             raise RuntimeError(f"{store.location}: create {index} found an earlier intent ({claim.outcome})")
         run_id = f"trun_{label}_{index}"
@@ -82,9 +74,7 @@ def create_work(store: Store, label: str) -> Work:
 
 
 async def finished_run(store: Store) -> str:
-    claim = await store.claim(
-        OWNER, kind="run", fingerprint="finished", idempotency_key=None, window=600.0, force_new=False, now=time.time()
-    )
+    claim = await store.claim(Intent(OWNER, "run", "finished"), window=600.0, now=time.time())
     run_id = "trun_finished"
     record = RunRecord(run_id, processor="lite", status="queued", input_excerpt="a finished question")
     await store.created(claim.intent_id, OWNER, record, idempotency_key=None)
@@ -117,15 +107,7 @@ async def seed_finished_runs(store: Store, owner: str, result: str, count: int) 
 
     async def seed(index: int, run_id: str) -> None:
         async with limiter:
-            claim = await store.claim(
-                owner,
-                kind="run",
-                fingerprint=f"seed-{index}",
-                idempotency_key=None,
-                window=600.0,
-                force_new=False,
-                now=time.time(),
-            )
+            claim = await store.claim(Intent(owner, "run", f"seed-{index}"), window=600.0, now=time.time())
             record = RunRecord(run_id, processor="lite", status="queued", input_excerpt=f"seeded question {index}")
             await store.created(claim.intent_id, owner, record, idempotency_key=None)
             await store.update_status(owner, run_id, "completed")

@@ -26,12 +26,12 @@ from parallel_mcp.guidance import (
     unjournaled_warning,
     unread_group_warning,
 )
-from parallel_mcp.intents import Intent, Intents, fingerprint
+from parallel_mcp.intents import Intents, fingerprint
 from parallel_mcp.models import TaskGroup, TaskRunEvent, TaskRunInput, TaskRunJsonOutput, TaskSpec
 from parallel_mcp.paging import cut_value
 from parallel_mcp.processors import get_processor
 from parallel_mcp.runs import excerpt, quietly
-from parallel_mcp.store import Claim, GroupRecord, RunRecord, Store, StoreError, group_ended
+from parallel_mcp.store import Claim, GroupRecord, Intent, RunRecord, Store, StoreError, group_ended
 from parallel_mcp.views import GroupRunRow, PageInfo, RunError, TaskGroupView
 from parallel_mcp.waiter import ProgressSink, Waiter, ended_runs
 

@@ -12,13 +12,12 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
 from parallel_mcp.deadline import remaining
-from parallel_mcp.store import Claim, IntentKind, Store
+from parallel_mcp.store import Claim, Intent, IntentKind, Store
 
 INTENT_TAG = "pmcp_intent"
 """The metadata key (at most 16 characters) that carries a run's intent id, when webhooks can reconcile it."""
@@ -31,17 +30,6 @@ def fingerprint(kind: IntentKind, payload: Any) -> str:
     """A stable digest of a request body: the same JSON in any key order gives the same digest."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(f"{kind}\n{canonical}".encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Intent:
-    """What identifies one create: its owner, its kind, and its key or body."""
-
-    owner: str
-    kind: IntentKind
-    fingerprint: str
-    idempotency_key: str | None = None
-    force_new: bool = False
 
 
 class Intents:
@@ -59,15 +47,7 @@ class Intents:
         (within this call's deadline), so concurrent identical creates end with the same run; a claim
         still `sending` after that is for the caller to report.
         """
-        claim = await self.store.claim(
-            intent.owner,
-            kind=intent.kind,
-            fingerprint=intent.fingerprint,
-            idempotency_key=intent.idempotency_key,
-            window=self.window,
-            force_new=intent.force_new,
-            now=self.clock(),
-        )
+        claim = await self.store.claim(intent, window=self.window, now=self.clock())
         if claim.outcome != "sending":
             return claim
         patience = remaining()

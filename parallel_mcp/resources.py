@@ -10,7 +10,7 @@ the tools: another owner's run or group reads exactly like one that does not exi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, cast
 
@@ -198,39 +198,22 @@ def add_resources(server: MCPServer[Any]) -> None:
     server.middleware.insert(0, register_on_first_use)
 
 
+_JSON = "application/json"
+# (uri, name, title, description, mime type, reader)
+_RESOURCES: list[tuple[str, str, str, str, str, Callable[..., Any]]] = [
+    (RUNS_URI, "runs", "Your task runs",
+     "The runs created here for you, newest first, with their last seen status (the journal).", _JSON, read_runs),
+    (PROCESSORS_URI, "processors", "Processors", "Price, latency band and use of every processor.", _JSON,
+     read_processors),
+    (f"{RUNS_URI}/{{run_id}}", "run", "A task run",
+     "A run's status and a summary of its output; subscribe to learn when it ends.", _JSON, read_run),
+    (f"{RUNS_URI}/{{run_id}}/report", "report", REPORT_TITLE,
+     "A completed run's whole output as markdown, unpaged, with every citation.", "text/markdown", read_report),
+    ("parallel://groups/{group_id}", "group", "A task group",
+     "A group's status and, once every run ended, its rows; subscribe to learn when it ends.", _JSON, read_group),
+]  # fmt: skip
+
+
 def _register(server: MCPServer[Any]) -> None:
-    server.resource(
-        RUNS_URI,
-        name="runs",
-        title="Your task runs",
-        description="The runs created here for you, newest first, with their last seen status (the journal).",
-        mime_type="application/json",
-    )(read_runs)
-    server.resource(
-        PROCESSORS_URI,
-        name="processors",
-        title="Processors",
-        description="Price, latency band and use of every processor.",
-        mime_type="application/json",
-    )(read_processors)
-    server.resource(
-        f"{RUNS_URI}/{{run_id}}",
-        name="run",
-        title="A task run",
-        description="A run's status and a summary of its output; subscribe to learn when it ends.",
-        mime_type="application/json",
-    )(read_run)
-    server.resource(
-        f"{RUNS_URI}/{{run_id}}/report",
-        name="report",
-        title=REPORT_TITLE,
-        description="A completed run's whole output as markdown, unpaged, with every citation.",
-        mime_type="text/markdown",
-    )(read_report)
-    server.resource(
-        "parallel://groups/{group_id}",
-        name="group",
-        title="A task group",
-        description="A group's status and, once every run ended, its rows; subscribe to learn when it ends.",
-        mime_type="application/json",
-    )(read_group)
+    for uri, name, title, description, mime_type, reader in _RESOURCES:
+        server.resource(uri, name=name, title=title, description=description, mime_type=mime_type)(reader)

@@ -31,11 +31,11 @@ from parallel_mcp.guidance import (
     unjournaled_warning,
     unread_status_warning,
 )
-from parallel_mcp.intents import INTENT_TAG, Intent, Intents, fingerprint
+from parallel_mcp.intents import INTENT_TAG, Intents, fingerprint
 from parallel_mcp.models import ACTIVE_STATUSES, TaskRun, TaskRunInput, TaskRunResult, Webhook, seconds_since
 from parallel_mcp.paging import CHARS_PER_TOKEN, page_output
 from parallel_mcp.processors import ProcessorTable
-from parallel_mcp.store import Claim, JournalEntry, RunRecord, Store, StoreError, run_ended
+from parallel_mcp.store import Claim, Intent, JournalEntry, RunRecord, Store, StoreError, run_ended
 from parallel_mcp.text import shorten
 from parallel_mcp.views import OutputPage, Progress, RunError, TaskRunView
 from parallel_mcp.waiter import ProgressSink, ProgressState, Waiter, WaitOutcome

@@ -9,9 +9,9 @@ maps errors in `_tool_errors` (what the agent can act on becomes a tool error wo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator
-from contextlib import AbstractContextManager, contextmanager
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable, Generator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import Context, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
@@ -39,9 +39,10 @@ from parallel_mcp.processors import TIER_NAMES, check_cost
 from parallel_mcp.render import render, render_confirmation
 from parallel_mcp.resources import REPORT_TITLE, report_uri
 from parallel_mcp.runs import PageRequest
-from parallel_mcp.runtime import AppContext, caller
+from parallel_mcp.runtime import AppContext, Caller, caller
 from parallel_mcp.spending import (
     Confirm,
+    Spend,
     ask_to_spend_on_group,
     ask_to_spend_on_run,
     confirmation_step,
@@ -64,6 +65,7 @@ from parallel_mcp.waiter import ProgressSink
 logger = logging.getLogger(__name__)
 
 ToolContext = Context[AppContext, Any]
+V = TypeVar("V")
 
 
 def _hints(title: str, *, creates: bool, open_world: bool = True) -> ToolAnnotations:
@@ -149,18 +151,35 @@ def _tool_errors(*, run_id: str | None = None, group_id: str | None = None) -> G
         raise ToolError(unexpected_error_message(exc)) from None
 
 
-def _wait(app: AppContext, wait_seconds: float | None) -> float:
-    return app.settings.wait_seconds if wait_seconds is None else wait_seconds
-
-
 def _intent(args: CreateRunArguments | CreateGroupArguments) -> dict[str, Any]:
     """What names a create's intent beyond its body (see intents)."""
     return {"idempotency_key": args.idempotency_key, "force_new": args.force_new}
 
 
-def _within(wait: float) -> AbstractContextManager[None]:
-    """The call's deadline: its wait and a small margin, passed down to every request and retry."""
-    return call_deadline(wait + CALL_MARGIN_SECONDS)
+async def _waited(app: AppContext, wait_seconds: float | None, call: Callable[[float], Awaitable[V]]) -> V:
+    """Run `call` with the call's wait, under the call's deadline: its wait and a small margin, passed
+    down to every request and retry."""
+    wait = app.settings.wait_seconds if wait_seconds is None else wait_seconds
+    with call_deadline(wait + CALL_MARGIN_SECONDS):
+        return await call(wait)
+
+
+async def _create(
+    ctx: ToolContext,
+    approval: ElicitationResult[Confirm],
+    args: CreateRunArguments | CreateGroupArguments,
+    spend: Spend,
+    create: Callable[[Caller, float], Awaitable[TaskRunView | TaskGroupView]],
+) -> CallToolResult:
+    """A create past the spending guards: refused, waiting for the user's yes, or sent and waited on."""
+    app = ctx.request_context.lifespan_context
+    check_cost(spend.processor, app.settings.max_cost_usd)
+    who = await caller(app, ctx.headers)
+    pending = await guard(app, ctx, who.owner, spend, token=args.confirm_token, approval=approval)
+    if pending is not None:
+        return _confirm(app, pending, spend.kind)
+    view = await _waited(app, args.wait_seconds, lambda wait: create(who, wait))
+    return _respond(app, view, link=spend.kind == "run" and _modern(ctx))
 
 
 async def create_task_run(
@@ -194,15 +213,13 @@ async def create_task_run(
     with _tool_errors():
         args = parse(CreateRunArguments, given)
         body = run_body(args, default_processor=app.settings.default_processor)
-        check_cost(body.processor, app.settings.max_cost_usd)
-        who = await caller(app, ctx.headers)
-        pending = await guard(app, ctx, who.owner, run_spend(body), token=args.confirm_token, approval=approval)
-        if pending is not None:
-            return _confirm(app, pending, "run")
-        wait = _wait(app, args.wait_seconds)
-        with _within(wait):
-            view = await app.runs.create(who.client, who.owner, body, wait=wait, sink=_sink(ctx), **_intent(args))
-    return _respond(app, view, link=_modern(ctx))
+        return await _create(
+            ctx,
+            approval,
+            args,
+            run_spend(body),
+            lambda who, wait: app.runs.create(who.client, who.owner, body, wait=wait, sink=_sink(ctx), **_intent(args)),
+        )
 
 
 async def get_task_run(
@@ -225,9 +242,11 @@ async def get_task_run(
         wanted = object_id(args.run_id, "run_id", looks_like="trun_...")
         page = PageRequest(offset=args.offset, fields=page_fields(args.fields), include_basis=args.include_basis)
         who = await caller(app, ctx.headers)
-        wait = _wait(app, args.wait_seconds)
-        with _within(wait):
-            view = await app.runs.get(who.client, who.owner, wanted, wait=wait, sink=_sink(ctx), page=page)
+        view = await _waited(
+            app,
+            args.wait_seconds,
+            lambda wait: app.runs.get(who.client, who.owner, wanted, wait=wait, sink=_sink(ctx), page=page),
+        )
     return _respond(app, view, link=_modern(ctx))
 
 
@@ -270,15 +289,15 @@ async def create_task_group(
     with _tool_errors():
         args = parse(CreateGroupArguments, given)
         request = group_request(args, default_processor=app.settings.default_processor)
-        check_cost(request.processor, app.settings.max_cost_usd)
-        who = await caller(app, ctx.headers)
-        pending = await guard(app, ctx, who.owner, group_spend(request), token=args.confirm_token, approval=approval)
-        if pending is not None:
-            return _confirm(app, pending, "group")
-        wait = _wait(app, args.wait_seconds)
-        with _within(wait):
-            view = await app.groups.create(who.client, who.owner, request, wait=wait, sink=_sink(ctx), **_intent(args))
-    return _respond(app, view)
+        return await _create(
+            ctx,
+            approval,
+            args,
+            group_spend(request),
+            lambda who, wait: app.groups.create(
+                who.client, who.owner, request, wait=wait, sink=_sink(ctx), **_intent(args)
+            ),
+        )
 
 
 async def get_task_group(
@@ -294,9 +313,11 @@ async def get_task_group(
         args = parse(GetGroupArguments, given)
         wanted = object_id(args.task_group_id, "task_group_id", looks_like="tgrp_...")
         who = await caller(app, ctx.headers)
-        wait = _wait(app, args.wait_seconds)
-        with _within(wait):
-            view = await app.groups.get(who.client, who.owner, wanted, wait=wait, sink=_sink(ctx), offset=args.offset)
+        view = await _waited(
+            app,
+            args.wait_seconds,
+            lambda wait: app.groups.get(who.client, who.owner, wanted, wait=wait, sink=_sink(ctx), offset=args.offset),
+        )
     return _respond(app, view)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from parallel_mcp.intents import Intent, Intents, fingerprint
-from parallel_mcp.store import Claim, RunRecord
+from parallel_mcp.intents import Intents, fingerprint
+from parallel_mcp.store import Claim, Intent, RunRecord
 from parallel_mcp.store.sqlite import MEMORY, SQLiteStore
 
 pytestmark = pytest.mark.anyio

@@ -52,6 +52,18 @@ RESYNC = "resync all"
 
 
 @dataclass(frozen=True)
+class Intent:
+    """What identifies one create: its owner, its kind, and its key or body."""
+
+    owner: str
+    kind: IntentKind
+    fingerprint: str
+    """A digest of the body sent upstream."""
+    idempotency_key: str | None = None
+    force_new: bool = False
+
+
+@dataclass(frozen=True)
 class Claim:
     """What a claim found: a fresh intent to send, or an earlier one for the same key or body."""
 
@@ -187,17 +199,7 @@ class Store(abc.ABC):
     # -- intents -------------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def claim(
-        self,
-        owner: str,
-        *,
-        kind: IntentKind,
-        fingerprint: str,
-        idempotency_key: str | None,
-        window: float,
-        force_new: bool,
-        now: float,
-    ) -> Claim:
+    async def claim(self, intent: Intent, *, window: float, now: float) -> Claim:
         """Claim the right to send one create, or find the earlier intent it repeats.
 
         With an idempotency key, the key decides: it names one intent forever (for this owner and

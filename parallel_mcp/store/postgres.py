@@ -10,32 +10,26 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, LiteralString
 
 from parallel_mcp.store import (
     ACTIVE_STATUSES,
-    SENDING_STALE_SECONDS,
     Claim,
-    ClaimOutcome,
     GroupRecord,
-    IntentKind,
+    Intent,
     JournalEntry,
     Redeemed,
     RunRecord,
     StoreError,
     TaskRecord,
+    claims,
     redeemed,
 )
 from parallel_mcp.store.postgres_connections import PostgresConnections
 
 if TYPE_CHECKING:
-    from psycopg import AsyncConnection
-    from psycopg_pool import AsyncConnectionPool
-
-    Conn = AsyncConnection[Any]
-    Pool = AsyncConnectionPool[Conn]
+    from parallel_mcp.store.postgres_connections import Conn
 
 logger = logging.getLogger(__name__)
 
@@ -44,18 +38,20 @@ _LOCK_ONE: Final = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 _LOCK_TWO: Final = (
     "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)), pg_advisory_xact_lock(hashtextextended(%s, 0))"
 )
-_INTENT_COLUMNS: Final = "id, state, target_id, created_at, updated_at, idempotency_key"
 _NOW_TEXT: Final = "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 
-def _claim_from(row: Sequence[Any] | None, now: float) -> Claim | None:
-    if row is None:
-        return None
-    intent_id, state, target_id, created_at, updated_at, key = row
-    outcome: ClaimOutcome = state
-    if state == "sending" and now - float(updated_at) > SENDING_STALE_SECONDS:
-        outcome = "unknown"
-    return Claim(intent_id, outcome, target_id, float(created_at), key)
+class _Statements:
+    """A PostgreSQL transaction as `claims` runs it (its `?` placeholders become psycopg's `%s`)."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    async def one(self, sql: LiteralString, params: Sequence[Any]) -> Sequence[Any] | None:
+        return await (await self.conn.execute(sql.replace("?", "%s"), params)).fetchone()
+
+    async def run(self, sql: LiteralString, params: Sequence[Any]) -> None:
+        await self.conn.execute(sql.replace("?", "%s"), params)
 
 
 def _lock_name(owner: str, kind: str, what: str, value: str) -> str:
@@ -75,56 +71,19 @@ class PostgresStore(PostgresConnections):
 
     # -- intents ---------------------------------------------------------------------------------------
 
-    async def claim(
-        self,
-        owner: str,
-        *,
-        kind: IntentKind,
-        fingerprint: str,
-        idempotency_key: str | None,
-        window: float,
-        force_new: bool,
-        now: float,
-    ) -> Claim:
+    async def claim(self, intent: Intent, *, window: float, now: float) -> Claim:
         # A keyed claim also locks its body: a keyless claim of the same body, which may match it,
         # then waits for it as it would in SQLite. Keys are always locked before bodies: no deadlock.
-        locks = [_lock_name(owner, kind, "body", fingerprint)]
-        if idempotency_key is not None:
-            locks.insert(0, _lock_name(owner, kind, "key", idempotency_key))
+        locks = [_lock_name(intent.owner, intent.kind, "body", intent.fingerprint)]
+        if intent.idempotency_key is not None:
+            locks.insert(0, _lock_name(intent.owner, intent.kind, "key", intent.idempotency_key))
         async with self._transaction() as conn:
             await conn.execute(_LOCK_ONE if len(locks) == 1 else _LOCK_TWO, locks)
-            if idempotency_key is not None:
-                cursor = await conn.execute(
-                    f"SELECT {_INTENT_COLUMNS} FROM intents"
-                    " WHERE owner = %s AND kind = %s AND idempotency_key = %s AND key_slot = 1",
-                    (owner, kind, idempotency_key),
-                )
-                earlier = _claim_from(await cursor.fetchone(), now)
-                if earlier is not None:
-                    if earlier.outcome != "unknown" or not force_new:
-                        return earlier
-                    await conn.execute("UPDATE intents SET key_slot = 0 WHERE id = %s", (earlier.intent_id,))
-                return await _insert(conn, owner, kind, fingerprint, idempotency_key, now, 1, 0)
-            if window > 0 and not force_new:
-                cursor = await conn.execute(
-                    f"SELECT {_INTENT_COLUMNS} FROM intents WHERE owner = %s AND kind = %s AND fingerprint = %s"
-                    " AND created_at >= %s AND (key_slot = 1 OR fp_slot = 1) ORDER BY created_at DESC LIMIT 1",
-                    (owner, kind, fingerprint, now - window),
-                )
-                earlier = _claim_from(await cursor.fetchone(), now)
-                if earlier is not None:
-                    return earlier
-            await conn.execute(
-                "UPDATE intents SET fp_slot = 0 WHERE owner = %s AND kind = %s AND fingerprint = %s AND fp_slot = 1"
-                " AND (created_at < %s OR %s)",
-                (owner, kind, fingerprint, now - window, force_new),
-            )
-            return await _insert(conn, owner, kind, fingerprint, None, now, 0, int(window > 0))
+            return await claims.claim(_Statements(conn), intent, window=window, now=now)
 
     async def intent(self, intent_id: str, *, now: float) -> Claim | None:
         async with self._connection() as conn:
-            cursor = await conn.execute(f"SELECT {_INTENT_COLUMNS} FROM intents WHERE id = %s", (intent_id,))
-            return _claim_from(await cursor.fetchone(), now)
+            return await claims.find(_Statements(conn), intent_id, now=now)
 
     async def created(self, intent_id: str, owner: str, run: RunRecord, *, idempotency_key: str | None) -> None:
         async with self._transaction() as conn:
@@ -295,18 +254,6 @@ class PostgresStore(PostgresConnections):
             if outcome == "ok":
                 await conn.execute("UPDATE confirmations SET used_at = %s WHERE token_hash = %s", (now, token_hash))
             return outcome
-
-
-async def _insert(
-    conn: Conn, owner: str, kind: IntentKind, fingerprint: str, key: str | None, now: float, key_slot: int, fp_slot: int
-) -> Claim:
-    intent_id = uuid.uuid4().hex
-    await conn.execute(
-        "INSERT INTO intents (id, owner, kind, idempotency_key, fingerprint, state, key_slot, fp_slot,"
-        " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, 'sending', %s, %s, %s, %s)",
-        (intent_id, owner, kind, key, fingerprint, key_slot, fp_slot, now, now),
-    )
-    return Claim(intent_id, "new", None, now, key)
 
 
 async def _set_intent(conn: Conn, intent_id: str, state: str, target_id: str | None = None) -> None:

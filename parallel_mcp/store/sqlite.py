@@ -14,25 +14,23 @@ import os
 import secrets
 import threading
 import time
-import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, LiteralString, TypeVar
 
 from parallel_mcp.store import (
     ACTIVE_STATUSES,
-    SENDING_STALE_SECONDS,
     Claim,
-    ClaimOutcome,
     GroupRecord,
-    IntentKind,
+    Intent,
     JournalEntry,
     Redeemed,
     RunRecord,
     Store,
     StoreError,
     TaskRecord,
+    claims,
     redeemed,
 )
 from parallel_mcp.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
@@ -44,9 +42,6 @@ logger = logging.getLogger(__name__)
 
 MEMORY = ":memory:"
 T = TypeVar("T")
-
-
-_INTENT_COLUMNS = "id, state, target_id, created_at, updated_at, idempotency_key"
 
 
 def default_path() -> Path:
@@ -107,14 +102,17 @@ def _connect(location: str) -> sqlite3.Connection:
     return db
 
 
-def _claim_from(row: tuple[Any, ...] | None, now: float) -> Claim | None:
-    if row is None:
-        return None
-    intent_id, state, target_id, created_at, updated_at, key = row
-    outcome: ClaimOutcome = state
-    if state == "sending" and now - float(updated_at) > SENDING_STALE_SECONDS:
-        outcome = "unknown"
-    return Claim(intent_id, outcome, target_id, float(created_at), key)
+class _Statements:
+    """A SQLite transaction as `claims` runs it."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    async def one(self, sql: LiteralString, params: Sequence[Any]) -> Sequence[Any] | None:
+        return self.db.execute(sql, params).fetchone()
+
+    async def run(self, sql: LiteralString, params: Sequence[Any]) -> None:
+        self.db.execute(sql, params)
 
 
 class SQLiteStore(Store):
@@ -176,71 +174,14 @@ class SQLiteStore(Store):
 
     # -- intents ---------------------------------------------------------------------------------
 
-    async def claim(
-        self,
-        owner: str,
-        *,
-        kind: IntentKind,
-        fingerprint: str,
-        idempotency_key: str | None,
-        window: float,
-        force_new: bool,
-        now: float,
-    ) -> Claim:
+    async def claim(self, intent: Intent, *, window: float, now: float) -> Claim:
         with self._transaction() as db:
-            if idempotency_key is not None:
-                row = db.execute(
-                    f"SELECT {_INTENT_COLUMNS} FROM intents"
-                    " WHERE owner = ? AND kind = ? AND idempotency_key = ? AND key_slot = 1",
-                    (owner, kind, idempotency_key),
-                ).fetchone()
-                earlier = _claim_from(row, now)
-                if earlier is not None:
-                    if earlier.outcome != "unknown" or not force_new:
-                        return earlier
-                    db.execute("UPDATE intents SET key_slot = 0 WHERE id = ?", (earlier.intent_id,))
-                return self._insert(db, owner, kind, fingerprint, idempotency_key, now, key_slot=1, fp_slot=0)
-            if window > 0 and not force_new:
-                row = db.execute(
-                    f"SELECT {_INTENT_COLUMNS} FROM intents WHERE owner = ? AND kind = ? AND fingerprint = ?"
-                    " AND created_at >= ? AND (key_slot = 1 OR fp_slot = 1) ORDER BY created_at DESC LIMIT 1",
-                    (owner, kind, fingerprint, now - window),
-                ).fetchone()
-                earlier = _claim_from(row, now)
-                if earlier is not None:
-                    return earlier
-            db.execute(
-                "UPDATE intents SET fp_slot = 0 WHERE owner = ? AND kind = ? AND fingerprint = ? AND fp_slot = 1"
-                " AND (created_at < ? OR ?)",
-                (owner, kind, fingerprint, now - window, force_new),
-            )
-            return self._insert(db, owner, kind, fingerprint, None, now, key_slot=0, fp_slot=int(window > 0))
-
-    def _insert(
-        self,
-        db: sqlite3.Connection,
-        owner: str,
-        kind: IntentKind,
-        fingerprint: str,
-        key: str | None,
-        now: float,
-        *,
-        key_slot: int,
-        fp_slot: int,
-    ) -> Claim:
-        intent_id = uuid.uuid4().hex
-        db.execute(
-            "INSERT INTO intents (id, owner, kind, idempotency_key, fingerprint, state, key_slot, fp_slot,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?)",
-            (intent_id, owner, kind, key, fingerprint, key_slot, fp_slot, now, now),
-        )
-        return Claim(intent_id, "new", None, now, key)
+            # Nothing in _Statements suspends: the claim runs to its end inside the lock.
+            return await claims.claim(_Statements(db), intent, window=window, now=now)
 
     async def intent(self, intent_id: str, *, now: float) -> Claim | None:
-        row = self._run(
-            lambda db: db.execute(f"SELECT {_INTENT_COLUMNS} FROM intents WHERE id = ?", (intent_id,)).fetchone()
-        )
-        return _claim_from(row, now)
+        with self._transaction() as db:
+            return await claims.find(_Statements(db), intent_id, now=now)
 
     def _set_intent(self, db: sqlite3.Connection, intent_id: str, state: str, target_id: str | None = None) -> None:
         db.execute(

@@ -13,7 +13,7 @@ from dataclasses import replace
 import anyio
 import pytest
 
-from parallel_mcp.store import SENDING_STALE_SECONDS, Claim, GroupRecord, RunRecord, Store, TaskRecord
+from parallel_mcp.store import SENDING_STALE_SECONDS, Claim, GroupRecord, Intent, RunRecord, Store, TaskRecord
 
 pytestmark = pytest.mark.anyio
 
@@ -46,15 +46,8 @@ async def claim(
     kind: str = "run",
 ) -> Claim:
     assert kind in ("run", "group")
-    return await store.claim(
-        owner,
-        kind="run" if kind == "run" else "group",
-        fingerprint=fingerprint,
-        idempotency_key=key,
-        window=window,
-        force_new=force_new,
-        now=now,
-    )
+    intent = Intent(owner, "run" if kind == "run" else "group", fingerprint, key, force_new)
+    return await store.claim(intent, window=window, now=now)
 
 
 async def test_a_first_claim_is_new_and_a_repeat_while_sending_finds_it(store: Store) -> None:

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 import tests.postgres
-from parallel_mcp.store import Claim, RunRecord, StoreError
+from parallel_mcp.store import Claim, Intent, RunRecord, StoreError
 from parallel_mcp.store.postgres import PostgresStore
 from parallel_mcp.store.postgres_connections import RESYNC_EVENT, redact
 from parallel_mcp.store.postgres_schema import SCHEMA_VERSION
@@ -90,9 +90,7 @@ async def test_concurrent_identical_claims_on_two_replicas_make_one_intent(postg
         async def one(store: PostgresStore, index: int) -> None:
             # With a key the key decides, whatever the body: give each call its own body.
             body = f"body {index}" if key else "the same body"
-            claim = await store.claim(
-                "alice", kind="run", fingerprint=body, idempotency_key=key, window=WINDOW, force_new=False, now=NOW
-            )
+            claim = await store.claim(Intent("alice", "run", body, key), window=WINDOW, now=NOW)
             claims.append(claim)
 
         async with anyio.create_task_group() as tasks:
@@ -121,9 +119,7 @@ async def test_a_stopped_database_fails_calls_quickly_with_a_clear_error_and_eve
     events: list[str] = []
     async with replica(postgres_url) as store, replica(postgres_url) as other:
         store.subscribe(events.append)
-        claim = await store.claim(
-            "alice", kind="run", fingerprint="fp", idempotency_key=None, window=WINDOW, force_new=False, now=NOW
-        )
+        claim = await store.claim(Intent("alice", "run", "fp", None), window=WINDOW, now=NOW)
         await store.created(claim.intent_id, "alice", run("trun_1"), idempotency_key=None)
         await anyio.to_thread.run_sync(postgres_server.stop, mode)
         failures: list[StoreError] = []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from parallel_mcp.store import Claim, RunRecord
+from parallel_mcp.store import Claim, Intent, RunRecord
 from parallel_mcp.store.sqlite import MEMORY, SCHEMA_VERSION, SQLiteStore
 
 pytestmark = pytest.mark.anyio
@@ -18,9 +18,7 @@ NOW = 1_800_000_000.0
 
 
 async def new_claim(store: SQLiteStore) -> Claim:
-    return await store.claim(
-        "alice", kind="run", fingerprint="f", idempotency_key=None, window=0, force_new=False, now=NOW
-    )
+    return await store.claim(Intent("alice", "run", "f"), window=0, now=NOW)
 
 
 def mode(path: Path) -> int:
@@ -65,9 +63,7 @@ async def test_a_journal_of_parallel_mcp_0_1_is_migrated_and_keeps_its_runs(tmp_
         )
     store = SQLiteStore(path)
     (entry,) = await store.recent("alice", limit=5, active_only=False)
-    claim = await store.claim(
-        "alice", kind="run", fingerprint="f", idempotency_key=None, window=60, force_new=False, now=NOW
-    )
+    claim = await store.claim(Intent("alice", "run", "f"), window=60, now=NOW)
     await store.created(claim.intent_id, "alice", RunRecord("trun_new", "lite", "queued", "q"), idempotency_key=None)
     await store.close()
     assert entry.run_id == "trun_old" and entry.status == "completed"
@@ -82,9 +78,7 @@ async def test_an_unusable_path_falls_back_to_memory_with_a_warning(
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     store = SQLiteStore(blocker / "journal.sqlite3")
-    claim = await store.claim(
-        "alice", kind="run", fingerprint="f", idempotency_key=None, window=0, force_new=False, now=NOW
-    )
+    claim = await store.claim(Intent("alice", "run", "f"), window=0, now=NOW)
     await store.created(claim.intent_id, "alice", RunRecord("trun_1", "lite", "queued", "q"), idempotency_key=None)
     assert store.location == MEMORY
     assert [e.run_id for e in await store.recent("alice", limit=5, active_only=False)] == ["trun_1"]

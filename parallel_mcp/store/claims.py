@@ -1,0 +1,82 @@
+"""How a claim decides, written once for both stores.
+
+Each store runs these statements in its own transaction (and PostgreSQL under its advisory locks)
+through `Statements`; the SQL is in SQLite's `?` style, which the PostgreSQL seam rewrites.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any, Final, LiteralString, Protocol
+
+from parallel_mcp.store import SENDING_STALE_SECONDS, Claim, ClaimOutcome, Intent
+
+_COLUMNS: Final = "id, state, target_id, created_at, updated_at, idempotency_key"
+_BY_ID: Final = f"SELECT {_COLUMNS} FROM intents WHERE id = ?"
+_BY_KEY: Final = f"SELECT {_COLUMNS} FROM intents WHERE owner = ? AND kind = ? AND idempotency_key = ? AND key_slot = 1"
+_BY_BODY: Final = (
+    f"SELECT {_COLUMNS} FROM intents WHERE owner = ? AND kind = ? AND fingerprint = ?"
+    " AND created_at >= ? AND (key_slot = 1 OR fp_slot = 1) ORDER BY created_at DESC LIMIT 1"
+)
+# A body past the window (or passed over by force_new) no longer stands for its intent.
+_RELEASE_BODY: Final = (
+    "UPDATE intents SET fp_slot = 0 WHERE owner = ? AND kind = ? AND fingerprint = ? AND fp_slot = 1"
+    " AND (created_at < ? OR ?)"
+)
+_INSERT: Final = (
+    "INSERT INTO intents (id, owner, kind, idempotency_key, fingerprint, state, key_slot, fp_slot,"
+    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?)"
+)
+
+
+class Statements(Protocol):
+    """One store's transaction, as the claim needs it."""
+
+    async def one(self, sql: LiteralString, params: Sequence[Any]) -> Sequence[Any] | None:
+        """The first row of a query, or None."""
+        ...
+
+    async def run(self, sql: LiteralString, params: Sequence[Any]) -> None:
+        """Run a statement."""
+        ...
+
+
+def _claim_from(row: Sequence[Any] | None, now: float) -> Claim | None:
+    if row is None:
+        return None
+    intent_id, state, target_id, created_at, updated_at, key = row
+    outcome: ClaimOutcome = state
+    if state == "sending" and now - float(updated_at) > SENDING_STALE_SECONDS:
+        outcome = "unknown"
+    return Claim(intent_id, outcome, target_id, float(created_at), key)
+
+
+async def find(db: Statements, intent_id: str, *, now: float) -> Claim | None:
+    """An intent as it stands now."""
+    return _claim_from(await db.one(_BY_ID, (intent_id,)), now)
+
+
+async def claim(db: Statements, intent: Intent, *, window: float, now: float) -> Claim:
+    """See `Store.claim`."""
+    who = (intent.owner, intent.kind)
+    if intent.idempotency_key is not None:
+        earlier = _claim_from(await db.one(_BY_KEY, (*who, intent.idempotency_key)), now)
+        if earlier is not None:
+            if earlier.outcome != "unknown" or not intent.force_new:
+                return earlier
+            await db.run("UPDATE intents SET key_slot = 0 WHERE id = ?", (earlier.intent_id,))
+        return await _insert(db, intent, now, key_slot=1, fp_slot=0)
+    if window > 0 and not intent.force_new:
+        earlier = _claim_from(await db.one(_BY_BODY, (*who, intent.fingerprint, now - window)), now)
+        if earlier is not None:
+            return earlier
+    await db.run(_RELEASE_BODY, (*who, intent.fingerprint, now - window, intent.force_new))
+    return await _insert(db, intent, now, key_slot=0, fp_slot=int(window > 0))
+
+
+async def _insert(db: Statements, intent: Intent, now: float, *, key_slot: int, fp_slot: int) -> Claim:
+    intent_id = uuid.uuid4().hex
+    key = intent.idempotency_key
+    await db.run(_INSERT, (intent_id, intent.owner, intent.kind, key, intent.fingerprint, key_slot, fp_slot, now, now))
+    return Claim(intent_id, "new", None, now, key)
