@@ -19,7 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, TextContent
 
-from bench.common import HELLO_SERVER, Mode, Outcome, log_file, percentile, python
+from bench.common import BENCH_DIR, HELLO_SERVER, OUT_DIR, Mode, Outcome, log_file, percentile, python
 from bench.report import Table, Target
 from tests.processes import server_env
 
@@ -27,6 +27,8 @@ NAME = "overhead"
 TARGET_DELTA_MS = 1.0
 WARMUP_CALLS = 20
 EMULATOR_KEY = "bench-emulator-key"
+ECHO_SERVER = BENCH_DIR / "echo_server.py"
+ECHO = "hello-world answering with get_task_run's answer"
 
 Call = Callable[[], Awaitable[object]]
 
@@ -82,21 +84,27 @@ async def stdio_mcp(command: list[str], env: dict[str, str], log: Path) -> Async
             yield client
 
 
-async def stdio_samples(calls: int) -> dict[str, list[float]]:
+async def stdio_samples(calls: int) -> tuple[dict[str, list[float]], int]:
+    """Samples of each stdio variant, and the size in bytes of get_task_run's answer."""
     log = log_file(f"{NAME}-stdio")
     env = server_env(PARALLEL_MCP_EMULATOR_SPEED="400")
-    async with (
-        stdio_mcp([python(), "-m", "parallel_mcp", "serve"], env, log) as parallel,
-        stdio_mcp([python(), str(HELLO_SERVER)], server_env(), log) as hello,
-    ):
+    answer = OUT_DIR / f"{NAME}-answer.json"
+    async with AsyncExitStack() as stack:
+        parallel = await stack.enter_async_context(stdio_mcp([python(), "-m", "parallel_mcp", "serve"], env, log))
+        hello = await stack.enter_async_context(stdio_mcp([python(), str(HELLO_SERVER)], server_env(), log))
         run_id = await completed_run(parallel, {"input": "Who wrote Middlemarch?", "processor": "lite"})
-        return await measure(
+        result = await parallel.call_tool("get_task_run", {"run_id": run_id})
+        answer.write_text(result.model_dump_json(by_alias=True, exclude_none=True), encoding="utf-8")
+        echo = await stack.enter_async_context(stdio_mcp([python(), str(ECHO_SERVER), str(answer)], server_env(), log))
+        samples = await measure(
             {
                 "hello-world tool call": tool_call(hello, "hello", {"name": "bench"}),
                 "get_task_run, finished lite run (cached)": tool_call(parallel, "get_task_run", {"run_id": run_id}),
+                ECHO: tool_call(echo, "echo", {}),
             },
             calls,
         )
+        return samples, answer.stat().st_size
 
 
 async def memory_samples(calls: int) -> tuple[dict[str, list[float]], dict[str, int]]:
@@ -181,7 +189,7 @@ async def run(mode: Mode) -> Outcome:
     calls = mode.pick(100, 2000)
     targets: list[Target] = []
     memory, sizes = await memory_samples(calls)
-    stdio = await stdio_samples(calls)
+    stdio, answer_bytes = await stdio_samples(calls)
     memory_table = _table(
         f"Call overhead, in-memory mcp.Client(server) ({calls} calls each, alternating)", memory, targets, "in-memory"
     )
@@ -194,5 +202,11 @@ async def run(mode: Mode) -> Outcome:
     )
     stdio_table.notes.append(
         "parallel-mcp serve with no key (embedded emulator); hello-world script on the same interpreter."
+    )
+    echo_ms = (percentile(stdio[ECHO], 50) - percentile(stdio["hello-world tool call"], 50)) * 1000
+    stdio_table.notes.append(
+        f"get_task_run's answer is {answer_bytes:,} bytes of JSON; a hello-world tool answering with those same "
+        f"bytes costs +{echo_ms:.2f} ms over the hello-world's one-line answer: that much of the gap is the size "
+        "of the answer on the wire and in the client, not parallel-mcp's work."
     )
     return Outcome(tables=[memory_table, stdio_table], targets=targets)

@@ -60,14 +60,21 @@ def no_bytecode(env: dict[str, str]) -> dict[str, str]:
     return {**env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": empty}
 
 
+def with_bytecode(env: dict[str, str]) -> dict[str, str]:
+    """An environment where Python writes and reuses .pyc files, whatever the shell running the benchmark
+    says: with PYTHONDONTWRITEBYTECODE inherited, every module edited since its .pyc was written would
+    compile again at every start, and the figures would measure the edits, not the server."""
+    return {k: v for k, v in env.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+
+
 def variants() -> list[Variant]:
     serve = [python(), "-m", "parallel_mcp", "serve"]
     hello = [python(), str(HELLO_SERVER)]
     keyed = server_env(PARALLEL_API_KEY=BENCH_KEY, PARALLEL_BASE_URL=DEAD_UPSTREAM)
     return [
-        Variant(HELLO, hello, server_env(), HELLO),
-        Variant("parallel-mcp serve, API key set", serve, keyed, HELLO),
-        Variant("parallel-mcp serve, no key (embedded emulator)", serve, server_env(), HELLO),
+        Variant(HELLO, hello, with_bytecode(server_env()), HELLO),
+        Variant("parallel-mcp serve, API key set", serve, with_bytecode(keyed), HELLO),
+        Variant("parallel-mcp serve, no key (embedded emulator)", serve, with_bytecode(server_env()), HELLO),
         Variant(HELLO_NO_PYC, hello, no_bytecode(server_env()), HELLO_NO_PYC),
         Variant("parallel-mcp serve, API key set, no bytecode", serve, no_bytecode(keyed), HELLO_NO_PYC),
     ]
@@ -219,7 +226,7 @@ def run(mode: Mode) -> Outcome:
     log = log_file(NAME)
     samples: dict[str, list[float]] = {variant.label: [] for variant in chosen}
     tool_counts: dict[str, int] = {}
-    for variant in chosen:  # warm-up: bytecode caches and the page cache
+    for variant in chosen:  # warm-up: writes the .pyc files of the bytecode variants, fills the page cache
         spawn_to_tools_list(variant, log)
     for round_index in range(rounds):
         shift = round_index % len(chosen)

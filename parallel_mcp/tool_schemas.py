@@ -12,7 +12,7 @@ So these schemas are written by hand, to rules a test enforces (`tests/test_tool
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 Schema = dict[str, Any]
 
@@ -140,3 +140,43 @@ GET_TASK_GROUP = arguments(
     wait_seconds=WAIT,
     offset=optional(integer("First row of the page: page.next_offset of the previous call.")),
 )
+
+
+# Keywords that constrain every instance, not only those of the branch's own type: a branch holding one
+# cannot have `null` merged into its `type` without changing what it accepts.
+# (`enum` is one too, but null can join the list.)
+_TYPE_BLIND = frozenset({"$ref", "const", "anyOf", "oneOf", "allOf", "not", "if", "then", "else"})
+
+
+def compact_output(schema: Any) -> Any:
+    """An output schema that accepts exactly what `schema` accepts, cheaper for clients to check.
+
+    Clients validate every structured result against the tool's output schema; pydantic writes each
+    optional field as `anyOf: [{type: T, ...}, {type: null}]`, and a validator such as Python's
+    `jsonschema` builds an error for the failed branch of every null it meets. `{type: [T, "null"], ...}`
+    says the same in one check. Titles go too: they repeat the property names.
+    """
+    if isinstance(schema, list):
+        return [compact_output(item) for item in cast(list[Any], schema)]
+    if not isinstance(schema, dict):
+        return schema
+    given = cast(Schema, schema)
+    node: Schema = {key: compact_output(value) for key, value in given.items() if key != "title"}
+    if isinstance(properties := given.get("properties"), dict):
+        # Property names are data here, never keywords: a property called "title" stays.
+        node["properties"] = {name: compact_output(value) for name, value in cast(Schema, properties).items()}
+    branches = cast(list[Any], node.get("anyOf", []))
+    if len(branches) == 2 and {"type": "null"} in branches:
+        typed = branches[1] if branches[0] == {"type": "null"} else branches[0]
+        if isinstance(typed, dict) and isinstance(cast(Schema, typed).get("type"), str):
+            _merge_null(node, cast(Schema, typed))
+    return node
+
+
+def _merge_null(node: Schema, typed: Schema) -> None:
+    if _TYPE_BLIND & typed.keys():
+        return
+    del node["anyOf"]
+    node.update({**typed, "type": [typed["type"], "null"]})
+    if "enum" in typed:
+        node["enum"] = [*typed["enum"], None]

@@ -337,10 +337,12 @@ _TOOLS: list[tuple[Callable[..., Any], tool_schemas.Schema, ToolAnnotations]] = 
 
 
 def build_tools() -> list[Tool]:
-    """The server's tools, each with its portable input schema in place of the one derived from its signature."""
+    """The server's tools, each with its portable input schema in place of the one derived from its signature
+    and its output schema compacted."""
     tools: list[Tool] = []
     for function, schema, hints in _TOOLS:
         tool = Tool.from_function(function, description=_description(function), annotations=hints)
         tool.parameters = schema
+        tool.fn_metadata.output_schema = tool_schemas.compact_output(tool.fn_metadata.output_schema)
         tools.append(tool)
     return tools

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 from mcp.types import Tool
 
 from parallel_mcp.arguments import (
@@ -21,7 +22,8 @@ from parallel_mcp.arguments import (
 )
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.models import TaskRunInput
-from tests.support import mcp_session
+from parallel_mcp.tool_schemas import compact_output
+from tests.support import mcp_session, structured
 
 pytestmark = pytest.mark.anyio
 
@@ -137,3 +139,51 @@ def test_every_field_of_the_create_body_is_reachable_from_create_task_run() -> N
     }
     assert set(reached) == set(TaskRunInput.model_fields)
     assert set(reached.values()) <= set(CreateRunArguments.model_fields)
+
+
+X_WITH_A_TITLE_PROPERTY = {"type": "object", "properties": {"title": {"type": "string", "title": "Title"}}}
+NULLABLE_CASES: list[tuple[dict[str, Any], list[Any]]] = [
+    ({"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}, [None, "a", 1, []]),
+    ({"anyOf": [{"type": "array", "items": {"type": "integer"}}, {"type": "null"}]}, [None, [1], ["x"], "x", {}]),
+    ({"anyOf": [{"type": "object", "additionalProperties": True}, {"type": "null"}]}, [None, {"a": 1}, [], "x"]),
+    ({"anyOf": [{"enum": ["a", "b"], "type": "string"}, {"type": "null"}]}, [None, "a", "c", 1]),
+    ({"anyOf": [{"type": "object"}, {"type": "string"}]}, [None, {}, "x", 1]),
+    (
+        {"anyOf": [{"$ref": "#/$defs/X"}, {"type": "null"}], "$defs": {"X": X_WITH_A_TITLE_PROPERTY}},
+        [None, {"title": "t"}, {"title": 1}, "x"],
+    ),
+]
+
+
+def accepts(schema: dict[str, Any], instance: Any) -> bool:
+    return bool(Draft202012Validator(schema).is_valid(instance))  # pyright: ignore[reportUnknownMemberType]
+
+
+@pytest.mark.parametrize(("schema", "instances"), NULLABLE_CASES)
+def test_a_compacted_output_schema_accepts_exactly_what_the_original_accepts(
+    schema: dict[str, Any], instances: list[Any]
+) -> None:
+    compact = compact_output(schema)
+    for instance in instances:
+        assert accepts(compact, instance) == accepts(schema, instance), (compact, instance)
+
+
+def test_compacting_keeps_a_property_named_title_and_drops_the_title_keyword() -> None:
+    compact = compact_output({"$defs": {"X": X_WITH_A_TITLE_PROPERTY}, "title": "Outer"})
+    assert compact == {"$defs": {"X": {"type": "object", "properties": {"title": {"type": "string"}}}}}
+
+
+async def test_published_output_schemas_accept_real_results_and_check_each_null_in_one_step() -> None:
+    async with mcp_session(EmulatorConfig(instant=True)) as session:
+        tools = {tool.name: tool for tool in (await session.mcp.list_tools()).tools}
+        created = await session.mcp.call_tool("create_task_run", {"input": "Who wrote Middlemarch?", "wait_seconds": 5})
+        run_id = structured(created)["run_id"]
+        got = await session.mcp.call_tool("get_task_run", {"run_id": run_id})
+    for name, result in (("create_task_run", created), ("get_task_run", got)):
+        schema = tools[name].output_schema
+        assert schema is not None
+        assert accepts(schema, result.structured_content), name
+        for path, node in walk(schema):
+            branches = node.get("anyOf", [])
+            plain = [branch for branch in branches if isinstance(branch.get("type"), str)]
+            assert not ({"type": "null"} in branches and len(branches) == 2 and len(plain) == 2), f"{name}{path}"
