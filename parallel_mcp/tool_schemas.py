@@ -146,31 +146,50 @@ GET_TASK_GROUP = arguments(
 # cannot have `null` merged into its `type` without changing what it accepts.
 # (`enum` is one too, but null can join the list.)
 _TYPE_BLIND = frozenset({"$ref", "const", "anyOf", "oneOf", "allOf", "not", "if", "then", "else"})
+_DEFS = "#/$defs/"
 
 
-def compact_output(schema: Any) -> Any:
+def compact_output(schema: Schema) -> Schema:
     """An output schema that accepts exactly what `schema` accepts, cheaper for clients to check.
 
-    Clients validate every structured result against the tool's output schema; pydantic writes each
-    optional field as `anyOf: [{type: T, ...}, {type: null}]`, and a validator such as Python's
-    `jsonschema` builds an error for the failed branch of every null it meets. `{type: [T, "null"], ...}`
-    says the same in one check. Titles go too: they repeat the property names.
+    Clients validate every structured result against the tool's output schema, and a validator such
+    as Python's `jsonschema` pays for each `$ref` it follows and builds an error for the failed branch
+    of every null it meets in `anyOf: [{type: T, ...}, {type: null}]` (how pydantic writes an optional
+    field). So references are written out in place (the views do not recurse), `{type: [T, "null"],
+    ...}` says the optional in one check, and titles, which repeat the property names, go.
     """
-    if isinstance(schema, list):
-        return [compact_output(item) for item in cast(list[Any], schema)]
-    if not isinstance(schema, dict):
-        return schema
-    given = cast(Schema, schema)
-    node: Schema = {key: compact_output(value) for key, value in given.items() if key != "title"}
-    if isinstance(properties := given.get("properties"), dict):
-        # Property names are data here, never keywords: a property called "title" stays.
-        node["properties"] = {name: compact_output(value) for name, value in cast(Schema, properties).items()}
-    branches = cast(list[Any], node.get("anyOf", []))
+    defs = cast(Schema, schema.get("$defs", {}))
+    return cast(Schema, _compact(schema, defs, ()))
+
+
+def _compact(node: Any, defs: Schema, path: tuple[str, ...]) -> Any:
+    if isinstance(node, list):
+        return [_compact(item, defs, path) for item in cast(list[Any], node)]
+    if not isinstance(node, dict):
+        return node
+    given = cast(Schema, node)
+    out: Schema = {}
+    ref = given.get("$ref")
+    inlined = isinstance(ref, str) and ref.startswith(_DEFS)
+    if inlined:
+        name = cast(str, ref).removeprefix(_DEFS)
+        if name in path:
+            raise ValueError(f"output schema: {name} refers to itself; it cannot be written out in place")
+        out.update(_compact(defs[name], defs, (*path, name)))
+    for key, value in given.items():
+        if key in ("title", "$defs") or (key == "$ref" and inlined):
+            continue
+        if key == "properties":
+            # Property names are data here, never keywords: a property called "title" stays.
+            out[key] = {name: _compact(item, defs, path) for name, item in cast(Schema, value).items()}
+        else:
+            out[key] = _compact(value, defs, path)
+    branches = cast(list[Any], out.get("anyOf", []))
     if len(branches) == 2 and {"type": "null"} in branches:
         typed = branches[1] if branches[0] == {"type": "null"} else branches[0]
         if isinstance(typed, dict) and isinstance(cast(Schema, typed).get("type"), str):
-            _merge_null(node, cast(Schema, typed))
-    return node
+            _merge_null(out, cast(Schema, typed))
+    return out
 
 
 def _merge_null(node: Schema, typed: Schema) -> None:

@@ -343,6 +343,7 @@ def build_tools() -> list[Tool]:
     for function, schema, hints in _TOOLS:
         tool = Tool.from_function(function, description=_description(function), annotations=hints)
         tool.parameters = schema
-        tool.fn_metadata.output_schema = tool_schemas.compact_output(tool.fn_metadata.output_schema)
+        if (output := tool.fn_metadata.output_schema) is not None:
+            tool.fn_metadata.output_schema = tool_schemas.compact_output(output)
         tools.append(tool)
     return tools

@@ -168,9 +168,15 @@ def test_a_compacted_output_schema_accepts_exactly_what_the_original_accepts(
         assert accepts(compact, instance) == accepts(schema, instance), (compact, instance)
 
 
-def test_compacting_keeps_a_property_named_title_and_drops_the_title_keyword() -> None:
-    compact = compact_output({"$defs": {"X": X_WITH_A_TITLE_PROPERTY}, "title": "Outer"})
-    assert compact == {"$defs": {"X": {"type": "object", "properties": {"title": {"type": "string"}}}}}
+def test_compacting_writes_references_out_keeps_a_property_named_title_and_drops_the_title_keyword() -> None:
+    compact = compact_output({"$defs": {"X": X_WITH_A_TITLE_PROPERTY}, "$ref": "#/$defs/X", "title": "Outer"})
+    assert compact == {"type": "object", "properties": {"title": {"type": "string"}}}
+
+
+def test_a_schema_that_refers_to_itself_is_refused_by_name() -> None:
+    looping = {"$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}}}
+    with pytest.raises(ValueError, match="Node refers to itself"):
+        compact_output({**looping, "$ref": "#/$defs/Node"})
 
 
 async def test_published_output_schemas_accept_real_results_and_check_each_null_in_one_step() -> None:
@@ -183,6 +189,7 @@ async def test_published_output_schemas_accept_real_results_and_check_each_null_
         schema = tools[name].output_schema
         assert schema is not None
         assert accepts(schema, result.structured_content), name
+        assert "$ref" not in json.dumps(schema), name
         for path, node in walk(schema):
             branches = node.get("anyOf", [])
             plain = [branch for branch in branches if isinstance(branch.get("type"), str)]
