@@ -147,6 +147,8 @@ GET_TASK_GROUP = arguments(
 # (`enum` is one too, but null can join the list.)
 _TYPE_BLIND = frozenset({"$ref", "const", "anyOf", "oneOf", "allOf", "not", "if", "then", "else"})
 _DEFS = "#/$defs/"
+_DATA = frozenset({"default", "examples", "enum", "const"})
+"""Keywords whose values are instances, not schemas: they are copied as they are."""
 
 
 def compact_output(schema: Schema) -> Schema:
@@ -182,6 +184,8 @@ def _compact(node: Any, defs: Schema, path: tuple[str, ...]) -> Any:
         if key == "properties":
             # Property names are data here, never keywords: a property called "title" stays.
             out[key] = {name: _compact(item, defs, path) for name, item in cast(Schema, value).items()}
+        elif key in _DATA:
+            out[key] = value
         else:
             out[key] = _compact(value, defs, path)
     branches = cast(list[Any], out.get("anyOf", []))

@@ -173,6 +173,11 @@ def test_compacting_writes_references_out_keeps_a_property_named_title_and_drops
     assert compact == {"type": "object", "properties": {"title": {"type": "string"}}}
 
 
+def test_compacting_leaves_defaults_and_enumerated_values_as_they_are() -> None:
+    schema = {"type": "object", "default": {"title": "kept"}, "properties": {"k": {"enum": [{"title": "kept"}]}}}
+    assert compact_output(schema) == schema
+
+
 def test_a_schema_that_refers_to_itself_is_refused_by_name() -> None:
     looping = {"$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}}}
     with pytest.raises(ValueError, match="Node refers to itself"):
