@@ -25,7 +25,7 @@ from mcp.client.streamable_http import streamable_http_client
 from bench.common import BENCH_DIR, Mode, Outcome, log_file, median, python, tail
 from bench.overhead import check
 from bench.report import Table, Target
-from tests.processes import server_env
+from tests.processes import cpu_seconds, proc_status_kb, server_env
 
 NAME = "concurrency"
 EMULATOR_SPEED = "200"
@@ -40,18 +40,6 @@ class Server:
     process: Process
     log: Path
     upstream: list[int] = field(default_factory=lambda: [0])
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def status(self, key: str) -> int:
-        """A figure of /proc/<pid>/status in kB (VmHWM: peak resident set)."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text(encoding="utf-8").splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-        return 0
 
 
 @asynccontextmanager
@@ -125,7 +113,7 @@ async def load(runs: int) -> Load:
             Client(streamable_http_client(server.url, http_client=http), cache=None) as client,
         ):
             await client.list_tools()
-            result.rss_before_kb = server.status("VmRSS")
+            result.rss_before_kb = proc_status_kb(server.process.pid, "VmRSS")
             upstream_before = server.upstream[0]
 
             async def one(index: int) -> None:
@@ -141,18 +129,18 @@ async def load(runs: int) -> Load:
                     result.errors.append(f"{type(exc).__name__}: {exc}")
                 result.latencies.append(time.perf_counter() - started)
 
-            server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
+            server_cpu, client_cpu = cpu_seconds(server.process.pid), time.process_time()
             started = time.perf_counter()
             with anyio.fail_after(240):
                 async with anyio.create_task_group() as group:
                     for index in range(runs):
                         group.start_soon(one, index)
             result.wall = time.perf_counter() - started
-            result.server_cpu = server.cpu_seconds() - server_cpu
+            result.server_cpu = cpu_seconds(server.process.pid) - server_cpu
             result.client_cpu = time.process_time() - client_cpu
             await anyio.sleep(0.5)  # streams cancelled at the end of each call log their request late
             result.upstream = server.upstream[0] - upstream_before
-            result.peak_rss_kb = server.status("VmHWM")
+            result.peak_rss_kb = proc_status_kb(server.process.pid, "VmHWM")
         if result.errors:
             result.errors.append(f"server log tail:\n{tail(server.log)}")
     return result

@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
 from bench.common import Mode, Outcome
 from bench.report import Table, Target
-from tests.processes import StdioServer, http_server, server_env
+from tests.flood import WORKERS as FLOOD_WORKERS
+from tests.flood import held_sessions, open_sessions
+from tests.processes import StdioServer, http_server, proc_status_kb, server_env
 
 NAME = "reliability"
 KEY = "bench-reliability-key"
@@ -48,7 +49,6 @@ ANSWER_SLACK_SECONDS = 0.5
 is allowed for the answer to reach the client after the deadline."""
 KILL_HOLD_SECONDS = 1.0
 """How long upstream holds the create that the server is killed in the middle of."""
-FLOOD_WORKERS = 16
 CAPS_OFF = "100000"
 
 # What a create's answer says (see parallel_mcp.guidance).
@@ -423,65 +423,6 @@ def quiet_stalled_shutdown() -> Generator[None]:
 
 # ----- a session flood -------------------------------------------------------------------------------------
 
-INITIALIZE: dict[str, Any] = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "flood", "version": "1"}},
-}
-PING: dict[str, Any] = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-
-
-def rss_kb(pid: int, key: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def from_address(address: str) -> httpx2.AsyncClient:
-    """An HTTP client whose connections come from `address` (any 127.x.y.z is this machine)."""
-    limits = httpx2.Limits(max_connections=32, max_keepalive_connections=32)
-    transport = httpx2.AsyncHTTPTransport(local_address=address, limits=limits)
-    return httpx2.AsyncClient(transport=transport, timeout=30)
-
-
-async def open_sessions(url: str, count: int, address: str = "127.0.0.1") -> tuple[list[str], Counter[int]]:
-    """`count` bare initialize requests in FLOOD_WORKERS streams: the session ids given, and the statuses."""
-    opened: list[str] = []
-    statuses: Counter[int] = Counter()
-
-    async def worker(share: int) -> None:
-        for _ in range(share):
-            response = await http.post(url, json=INITIALIZE, headers=HEADERS)
-            statuses[response.status_code] += 1
-            if response.status_code == 200 and "mcp-session-id" in response.headers:
-                opened.append(response.headers["mcp-session-id"])
-
-    async with from_address(address) as http, anyio.create_task_group() as group:
-        for index in range(FLOOD_WORKERS):
-            group.start_soon(worker, count // FLOOD_WORKERS + (index < count % FLOOD_WORKERS))
-    return opened, statuses
-
-
-async def held(url: str, session_ids: list[str]) -> int:
-    """How many of `session_ids` the server still holds (a ping answers 200; a forgotten session 404)."""
-    alive = 0
-    limiter = anyio.Semaphore(FLOOD_WORKERS)
-
-    async def probe(session_id: str) -> None:
-        nonlocal alive
-        async with limiter:
-            headers = {**HEADERS, "mcp-session-id": session_id, "mcp-protocol-version": "2025-11-25"}
-            response = await http.post(url, json=PING, headers=headers)
-        alive += response.status_code == 200
-
-    async with from_address("127.0.0.1") as http, anyio.create_task_group() as group:
-        for session_id in session_ids:
-            group.start_soon(probe, session_id)
-    return alive
-
 
 @dataclass(frozen=True)
 class Flood:
@@ -502,14 +443,14 @@ async def flood(label: str, count: int, **settings: str) -> Flood:
         async with http_server("serve", "--transport", "streamable-http", env=server_env(**settings)) as server:
             pid = server.process.pid
             await open_sessions(server.url, 20)  # warm-up: the first sessions load what every session needs
-            before = rss_kb(pid)
+            before = proc_status_kb(pid, "VmRSS")
             started = time.perf_counter()
-            opened, statuses = await open_sessions(server.url, count)
+            opened = await open_sessions(server.url, count)
             seconds = time.perf_counter() - started
-            after, peak = rss_kb(pid), rss_kb(pid, "VmHWM")
-            alive = await held(server.url, opened)
-            newcomer, _ = await open_sessions(server.url, 1, address="127.0.0.2")
-    return Flood(label, count, statuses, seconds, alive, before, after, peak, len(newcomer) == 1)
+            after, peak = proc_status_kb(pid, "VmRSS"), proc_status_kb(pid, "VmHWM")
+            alive = len(await held_sessions(server.url, opened.ids))
+            newcomer = await open_sessions(server.url, 1, address="127.0.0.2")
+    return Flood(label, count, opened.statuses, seconds, alive, before, after, peak, len(newcomer.ids) == 1)
 
 
 def flood_table(rows: list[Flood]) -> Table:

@@ -19,7 +19,6 @@ from collections.abc import AsyncGenerator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import anyio
@@ -32,7 +31,7 @@ from bench.common import Mode, Outcome, median
 from bench.concurrency import LoadFailure
 from bench.overhead import check
 from bench.report import Table, Target
-from tests.processes import HttpServer, http_server, server_env
+from tests.processes import HttpServer, cpu_seconds, http_server, proc_status_kb, server_env
 
 if TYPE_CHECKING:
     from tests.postgres import TemporaryPostgres
@@ -45,20 +44,6 @@ KEY = "bench-replicas-key"
 SECRET = "bench-replicas-webhook-secret"
 SETTLE_SECONDS = 0.5
 """The emulator logs a request when its handler ends; streams cancelled at the end of a call end a moment later."""
-
-
-def status_kb(pid: int, key: str) -> int:
-    """A figure of /proc/<pid>/status in kB (VmHWM: peak resident set; VmRSS: resident set now)."""
-    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def kind(method: str, path: str) -> str:
@@ -199,7 +184,7 @@ async def load(label: str, runs: int, cluster: TemporaryPostgres, *, pushed: boo
             await client.list_tools()
             check(await client.call_tool("list_task_runs", {}))  # the replica's first store call opens its pool
         pids = [replica.process.pid for replica in replicas]
-        found.rss_before_kb = [status_kb(pid, "VmRSS") for pid in pids]
+        found.rss_before_kb = [proc_status_kb(pid, "VmRSS") for pid in pids]
         cpu_before = [cpu_seconds(pid) for pid in pids]
         log_start = len(emulator.state.request_log)
         runs_before = emulator.state.run_count
@@ -233,7 +218,7 @@ async def load(label: str, runs: int, cluster: TemporaryPostgres, *, pushed: boo
             await anyio.sleep(SETTLE_SECONDS)
             watching.cancel_scope.cancel()
         found.cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
-        found.peak_rss_kb = [status_kb(pid, "VmHWM") for pid in pids]
+        found.peak_rss_kb = [proc_status_kb(pid, "VmHWM") for pid in pids]
         found.upstream = Counter(kind(r.method, r.path) for r in emulator.state.request_log[log_start:])
         found.created_upstream = emulator.state.run_count - runs_before
         found.webhooks = Counter(delivered for _, delivered in emulator.state.webhook_results)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import anyio
@@ -24,6 +25,20 @@ def server_env(**extra: str) -> dict[str, str]:
     env.update({"PARALLEL_MCP_EMULATOR_SPEED": "400", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
+
+
+def proc_status_kb(pid: int, key: str) -> int:
+    """A figure of /proc/<pid>/status in kB (VmRSS: resident set now; VmHWM: its peak); 0 when absent."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def command(*args: str) -> list[str]:
