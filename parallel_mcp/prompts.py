@@ -8,6 +8,7 @@ handles them).
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from mcp.server.mcpserver import MCPServer
@@ -98,31 +99,36 @@ async def enrich(rows: str, fields: str) -> str:
     return enrich_prompt(len(found_rows), names, processor, tool, _arguments(arguments))
 
 
+_PROMPTS: list[tuple[Callable[..., Awaitable[str]], str, list[PromptArgument]]] = [
+    (
+        deep_research,
+        "Deep research report",
+        [
+            PromptArgument(name="topic", description="What to research.", required=True),
+            PromptArgument(name="depth", description="quick, standard (the default), deep or exhaustive."),
+        ],
+    ),
+    (
+        enrich,
+        "Enrich rows with fields",
+        [
+            PromptArgument(name="rows", description="One row per line, or a JSON array.", required=True),
+            PromptArgument(name="fields", description="The fields to find, separated by commas.", required=True),
+        ],
+    ),
+]
+
+
 def add_prompts(server: MCPServer[Any]) -> None:
     """Register the prompts (built directly: deriving their arguments from the signatures costs start-up time)."""
-    server.add_prompt(
-        Prompt(
-            name="deep_research",
-            title="Deep research report",
-            description=deep_research.__doc__,
-            arguments=[
-                PromptArgument(name="topic", description="What to research.", required=True),
-                PromptArgument(name="depth", description="quick, standard (the default), deep or exhaustive."),
-            ],
-            fn=deep_research,
-            context_kwarg=None,
+    for fn, title, arguments in _PROMPTS:
+        server.add_prompt(
+            Prompt(
+                name=fn.__name__,
+                title=title,
+                description=fn.__doc__,
+                arguments=arguments,
+                fn=fn,
+                context_kwarg=None,
+            )
         )
-    )
-    server.add_prompt(
-        Prompt(
-            name="enrich",
-            title="Enrich rows with fields",
-            description=enrich.__doc__,
-            arguments=[
-                PromptArgument(name="rows", description="One row per line, or a JSON array.", required=True),
-                PromptArgument(name="fields", description="The fields to find, separated by commas.", required=True),
-            ],
-            fn=enrich,
-            context_kwarg=None,
-        )
-    )
