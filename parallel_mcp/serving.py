@@ -16,6 +16,9 @@ import uvicorn
 from starlette.types import ASGIApp
 
 SHUTDOWN_GRACE_SECONDS = 1
+STOP_POLL_SECONDS = 0.005
+
+logger = logging.getLogger(__name__)
 
 
 def listening_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -40,7 +43,37 @@ def base_url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-class AnnouncingServer(uvicorn.Server):
+class PromptlyStopping(uvicorn.Server):
+    """uvicorn's graceful shutdown without its fixed pauses.
+
+    uvicorn sleeps 0.1 s after asking its connections to close, then polls every 0.1 s until they and
+    their tasks are gone: every stop of a replica, the embedded emulator or a test's server paid 0.1-0.2 s
+    even with nothing open. This stops as soon as nothing is left, within the same grace period.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        with anyio.move_on_after(self.config.timeout_graceful_shutdown) as grace:
+            while (self.server_state.connections or self.server_state.tasks) and not self.force_exit:
+                await anyio.sleep(STOP_POLL_SECONDS)
+            for server in self.servers:
+                await server.wait_closed()
+        if grace.cancelled_caught:
+            logger.warning(
+                "Stopping: cancelling %d request(s) still running after the grace period", len(self.server_state.tasks)
+            )
+            for task in self.server_state.tasks:
+                task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+
+class AnnouncingServer(PromptlyStopping):
     """Logs `template` (with `{url}`) at WARNING level once its socket is bound, so a `--port 0` server can be found."""
 
     def __init__(self, config: uvicorn.Config, template: str, logger: logging.Logger) -> None:
@@ -54,7 +87,7 @@ class AnnouncingServer(uvicorn.Server):
             self._logger.warning(self._template.format(url=base_url(self.servers[0].sockets[0])))
 
 
-class EmbeddedServer(uvicorn.Server):
+class EmbeddedServer(PromptlyStopping):
     """A uvicorn server for embedding: leaves the host's signal handlers alone and stops without a tick delay."""
 
     def __init__(self, config: uvicorn.Config) -> None:
