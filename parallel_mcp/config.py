@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
+from parallel_mcp.deadline import CALL_MARGIN_SECONDS
 from parallel_mcp.processors import PROCESSORS
 
 DEFAULT_BASE_URL = "https://api.parallel.ai"
@@ -45,6 +46,13 @@ class Settings(BaseModel):
     default_processor: str = Field(default="base", description="Processor used when a call names none.")
     wait_seconds: float = Field(
         default=25.0, ge=0, le=MAX_WAIT_SECONDS, description="How long a tool call waits for a run by default."
+    )
+    call_margin_seconds: float = Field(
+        default=CALL_MARGIN_SECONDS,
+        gt=0,
+        le=10,
+        description="How long a call may take beyond its wait (the create, one last read); wait + margin must "
+        "stay under the client's call timeout.",
     )
     result_budget_tokens: int = Field(
         default=8000, ge=500, le=100_000, description="Upper bound on one tool result, in estimated tokens."

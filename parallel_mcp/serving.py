@@ -130,16 +130,18 @@ async def serve_asgi(
     port: int = 0,
     on_server: Callable[[uvicorn.Server], None] | None = None,
     sock: socket.socket | None = None,
+    grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
 ) -> AsyncGenerator[str]:
     """Serve any ASGI app with uvicorn in this event loop; yields its base URL.
 
     The socket listens before uvicorn starts, so clients may connect at once: they queue until it accepts.
     Pass `sock` (from `listening_socket`) to serve on a socket bound earlier; it is closed afterwards.
+    Requests still running `grace_seconds` after the block ends are cancelled.
     """
     sock = sock or listening_socket(host, port)
     try:
         bound_host, bound_port = sock.getsockname()[:2]
-        server = EmbeddedServer(uvicorn_config(app, bound_host, bound_port))
+        server = EmbeddedServer(uvicorn_config(app, bound_host, bound_port, timeout_graceful_shutdown=grace_seconds))
         if on_server is not None:
             on_server(server)
         async with anyio.create_task_group() as tg:

@@ -32,7 +32,7 @@ from parallel_mcp.arguments import (
     parse,
     run_body,
 )
-from parallel_mcp.deadline import CALL_MARGIN_SECONDS, call_deadline
+from parallel_mcp.deadline import call_deadline
 from parallel_mcp.errors import ParallelMCPError
 from parallel_mcp.guidance import describe_error, processor_line, run_list_step, unexpected_error_message
 from parallel_mcp.processors import TIER_NAMES, check_cost
@@ -160,7 +160,7 @@ async def _waited(app: AppContext, wait_seconds: float | None, call: Callable[[f
     """Run `call` with the call's wait, under the call's deadline: its wait and a small margin, passed
     down to every request and retry."""
     wait = app.settings.wait_seconds if wait_seconds is None else wait_seconds
-    with call_deadline(wait + CALL_MARGIN_SECONDS):
+    with call_deadline(wait + app.settings.call_margin_seconds):
         return await call(wait)
 
 

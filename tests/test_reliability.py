@@ -24,7 +24,6 @@ from mcp.types import CallToolResult
 
 from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.config import Settings
-from parallel_mcp.deadline import CALL_MARGIN_SECONDS
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.faults import Fault
 from parallel_mcp.emulator.runner import RunningEmulator, serve_emulator
@@ -434,9 +433,9 @@ def test_random_and_near_valid_arguments_get_a_result_or_a_clear_error_and_the_s
 async def test_every_call_ends_within_its_wait_plus_the_margin_when_upstream_reads_stall() -> None:
     # Upstream GETs held for 100 s used to keep a call for three 60 s request timeouts (187 s).
     stall = Fault(kind="latency", method="GET", path="*", delay=100)
-    wait = 1.0
-    bound = wait + CALL_MARGIN_SECONDS + 1.0
-    async with mcp_session(EmulatorConfig(frozen=True)) as session:
+    wait, margin = 0.5, 0.5
+    bound = wait + margin + 1.0
+    async with mcp_session(EmulatorConfig(frozen=True), call_margin_seconds=margin) as session:
         run_id = await created_run(session)
         session.emulator.state.faults.add(stall)
         took: dict[str, float] = {}
@@ -460,10 +459,10 @@ async def test_every_call_ends_within_its_wait_plus_the_margin_when_upstream_rea
 
 async def test_a_create_that_upstream_holds_past_the_calls_time_says_a_run_may_exist() -> None:
     stall = Fault(kind="latency", method="POST", path=RUNS, delay=100)
-    async with mcp_session(EmulatorConfig(frozen=True, faults=[stall])) as session:
-        with anyio.fail_after(1.0 + CALL_MARGIN_SECONDS + 5):
-            result = await session.call("create_task_run", {"input": "q", "wait_seconds": 1})
-            again = await session.call("create_task_run", {"input": "q", "wait_seconds": 1})
+    async with mcp_session(EmulatorConfig(frozen=True, faults=[stall]), call_margin_seconds=0.5) as session:
+        with anyio.fail_after(2 * (0.5 + 0.5) + 5):
+            result = await session.call("create_task_run", {"input": "q", "wait_seconds": 0.5})
+            again = await session.call("create_task_run", {"input": "q", "wait_seconds": 0.5})
     assert "may have created a run" in error_text(result) and "force_new" in error_text(result)
     assert "cannot be confirmed" in error_text(again)
 

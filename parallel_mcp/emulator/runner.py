@@ -21,6 +21,9 @@ from parallel_mcp.serving import AnnouncingServer, serve_asgi, uvicorn_config
 logger = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_SECONDS = 10
+STOP_GRACE_SECONDS = 0.0
+"""What the emulator still serves when its block ends belongs to clients that are leaving (a long poll, a
+request a fault holds): cancelled at once, not waited on."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ async def serve_emulator(
         state.drop_connection = _dropper(server)
 
     app = create_emulator_app(state)
-    async with serve_asgi(app, host=host, port=port, on_server=attach, sock=sock) as base_url:
+    served = serve_asgi(app, host=host, port=port, on_server=attach, sock=sock, grace_seconds=STOP_GRACE_SECONDS)
+    async with served as base_url:
         with anyio.fail_after(STARTUP_TIMEOUT_SECONDS):
             await state.started.wait()
         logger.info("emulator listening on %s", base_url)
