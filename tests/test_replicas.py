@@ -195,17 +195,25 @@ async def test_postgresql_stopped_under_load_fails_calls_clearly_and_they_succee
         async with service.mcp(0) as a, service.mcp(1) as b:
             before = structured(await call(a, "create_task_run", {"input": "first", "wait_seconds": 5}))
             await anyio.to_thread.run_sync(postgres_server.stop, "fast")
+            during: list[CallToolResult] = []
+
+            async def fails(client: Client, tool: str, arguments: dict[str, Any]) -> None:
+                during.append(await call(client, tool, arguments))
+
             try:
                 with anyio.fail_after(30):
-                    during = [await call(client, "list_task_runs", {}) for client in (a, b)]
-                    refused = await call(a, "create_task_run", {"input": "during", "wait_seconds": 5})
+                    async with anyio.create_task_group() as calls:
+                        calls.start_soon(fails, a, "list_task_runs", dict[str, Any]())
+                        calls.start_soon(fails, b, "list_task_runs", dict[str, Any]())
+                        calls.start_soon(fails, a, "create_task_run", {"input": "during", "wait_seconds": 5})
             finally:
                 await anyio.to_thread.run_sync(postgres_server.start)
             with anyio.fail_after(30):
                 after = structured(await call(b, "create_task_run", {"input": "after", "wait_seconds": 5}))
                 listed = structured(await call(a, "list_task_runs", {}))
         stderr = "\n".join(line for replica in service.replicas for line in replica.stderr)
-    for result in [*during, refused]:
+    assert len(during) == 3
+    for result in during:
         assert result.is_error and "database is unavailable" in text_of(result)
         assert service.password not in text_of(result)
     assert "during" not in str(service.emulator.state.runs.values())  # nothing was created without a claim
