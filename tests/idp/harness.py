@@ -9,6 +9,7 @@ they fail instead.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import queue
@@ -55,10 +56,24 @@ def node_binary() -> str:
 
 
 def ensure_installed() -> None:
-    """`npm ci` once: node_modules is kept (gitignored) until the lock file changes."""
-    marker = HERE / "node_modules" / ".package-lock.json"
-    if marker.exists() and marker.stat().st_mtime >= (HERE / "package-lock.json").stat().st_mtime:
+    """`npm ci` once: node_modules is kept (gitignored) until the lock file changes.
+
+    The test workers (pytest-xdist) may all get here at once: one installs, the others wait for it.
+    """
+    if _installed():
         return
+    with (HERE / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _installed():
+            _install()
+
+
+def _installed() -> bool:
+    marker = HERE / "node_modules" / ".package-lock.json"
+    return marker.exists() and marker.stat().st_mtime >= (HERE / "package-lock.json").stat().st_mtime
+
+
+def _install() -> None:
     npm = shutil.which("npm")
     if npm is None:
         _unavailable("npm is not installed")
