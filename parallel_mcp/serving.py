@@ -63,7 +63,7 @@ class PromptlyStopping(uvicorn.Server):
                 await anyio.sleep(STOP_POLL_SECONDS)
             for server in self.servers:
                 await server.wait_closed()
-        if grace.cancelled_caught:
+        if grace.cancelled_caught and self.server_state.tasks:
             logger.warning(
                 "Stopping: cancelling %d request(s) still running after the grace period", len(self.server_state.tasks)
             )
