@@ -14,7 +14,6 @@ from typing import Any
 
 import anyio
 
-from parallel_mcp.client import AsyncTaskClient
 from parallel_mcp.errors import APIError, ArgumentError, NotFoundError, RunMayExistError
 from parallel_mcp.guidance import (
     group_rows_step,
@@ -30,7 +29,7 @@ from parallel_mcp.intents import Intents, fingerprint
 from parallel_mcp.models import TaskGroup, TaskRunEvent, TaskRunInput, TaskRunJsonOutput, TaskSpec
 from parallel_mcp.paging import cut_value
 from parallel_mcp.processors import get_processor
-from parallel_mcp.runs import excerpt, quietly
+from parallel_mcp.runs import Caller, excerpt, quietly
 from parallel_mcp.store import Claim, GroupRecord, Intent, RunRecord, Store, StoreError, group_ended
 from parallel_mcp.views import GroupRunRow, PageInfo, RunError, TaskGroupView
 from parallel_mcp.waiter import ProgressSink, Waiter, ended_runs
@@ -141,8 +140,7 @@ class GroupService:
 
     async def create(
         self,
-        client: AsyncTaskClient,
-        owner: str,
+        who: Caller,
         request: GroupRequest,
         *,
         wait: float,
@@ -160,13 +158,13 @@ class GroupService:
                 it names the group.
             APIError: the API refused (nothing was billed).
         """
-        intent = Intent(owner, "group", group_fingerprint(request), idempotency_key, force_new)
+        intent = Intent(who.owner, "group", group_fingerprint(request), idempotency_key, force_new)
         claim = await self.intents.claim(intent)
         if claim.outcome != "new" and claim.target_id is not None and claim.outcome != "created":
-            claim = await self._reconcile(client, owner, claim, request)
+            claim = await self._reconcile(who, claim, request)
         if claim.outcome == "created" and claim.target_id is not None:
             # A repeat answers at once, with the group's id (see RunService.create).
-            view = await self._read(client, owner, claim.target_id, wait=0, sink=sink, processor=request.processor)
+            view = await self._read(who, claim.target_id, wait=0, sink=sink, processor=request.processor)
             view.warnings.append(repeated_create_warning("group", claim.target_id, self.intents.age(claim), claim))
             return view
         if claim.outcome == "sending":
@@ -176,19 +174,18 @@ class GroupService:
             raise RunMayExistError(message, group_id=claim.target_id)
         added: tuple[str, list[str], str | None] | None = None
         with anyio.CancelScope(shield=True):  # see RunService.create: once sent, answered and journaled
-            added = await self._send(client, owner, request, claim)
+            added = await self._send(who, request, claim)
         assert added is not None
         group_id, run_ids, warning = added
-        view = await self._read(client, owner, group_id, wait=wait, sink=sink, processor=request.processor)
+        view = await self._read(who, group_id, wait=wait, sink=sink, processor=request.processor)
         view.run_ids = run_ids
         if warning is not None:
             view.warnings.append(warning)
         view.estimated_cost_usd = round(request.price, 6)
         return view
 
-    async def _send(
-        self, client: AsyncTaskClient, owner: str, request: GroupRequest, claim: Claim
-    ) -> tuple[str, list[str], str | None]:
+    async def _send(self, who: Caller, request: GroupRequest, claim: Claim) -> tuple[str, list[str], str | None]:
+        client, owner = who.client, who.owner
         try:
             group = await client.create_group(request.metadata)
         except APIError:
@@ -222,24 +219,23 @@ class GroupService:
             return group.task_group_id, added.run_ids, unjournaled_warning(group.task_group_id)
         return group.task_group_id, added.run_ids, None
 
-    async def _reconcile(self, client: AsyncTaskClient, owner: str, claim: Claim, request: GroupRequest) -> Claim:
+    async def _reconcile(self, who: Caller, claim: Claim, request: GroupRequest) -> Claim:
         """An earlier add of this group's runs lost its answer: the group itself says whether they arrived."""
         assert claim.target_id is not None
         try:
-            group = await client.get_group(claim.target_id)
+            group = await who.client.get_group(claim.target_id)
         except APIError:
             return claim
         if group.status.num_task_runs < len(request.inputs):
             return claim
-        run_ids = [event.run.run_id async for event in client.group_runs(claim.target_id)]
-        await self.store.group_filled(claim.intent_id, owner, _run_records(request, claim.target_id, run_ids))
+        run_ids = [event.run.run_id async for event in who.client.group_runs(claim.target_id)]
+        await self.store.group_filled(claim.intent_id, who.owner, _run_records(request, claim.target_id, run_ids))
         logger.info("group %s: the runs of a lost add arrived; reconciled %d runs", claim.target_id, len(run_ids))
         return replace(claim, outcome="created")
 
     async def _read(
         self,
-        client: AsyncTaskClient,
-        owner: str,
+        who: Caller,
         group_id: str,
         *,
         wait: float,
@@ -248,7 +244,7 @@ class GroupService:
     ) -> TaskGroupView:
         """The group's view after creating it; a failed read still answers with the group's id."""
         try:
-            return await self.get(client, owner, group_id, wait=wait, sink=sink, offset=0, processor=processor)
+            return await self.get(who, group_id, wait=wait, sink=sink, offset=0, processor=processor)
         except APIError as exc:
             hint = retry_after_hint(self.waiter.processors, processor, None)
             view = TaskGroupView(
@@ -264,8 +260,7 @@ class GroupService:
 
     async def get(
         self,
-        client: AsyncTaskClient,
-        owner: str,
+        who: Caller,
         group_id: str,
         *,
         wait: float,
@@ -279,7 +274,8 @@ class GroupService:
             APIError: the group cannot be read.
             ArgumentError: `offset` is past the last row.
         """
-        if self.owned_only and not await self.store.owns(owner, group_id):
+        client = who.client
+        if self.owned_only and not await self.store.owns(who.owner, group_id):
             raise NotFoundError(f"task group {group_id!r} not found", status_code=404)
         waited = await self.waiter.group(client, group_id, wait=wait, sink=sink)
         group = waited.group

@@ -33,8 +33,8 @@ from mcp.types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestPar
 
 from parallel_mcp.errors import AccessError, ArgumentError, NotFoundError, ParallelMCPError
 from parallel_mcp.resources import group_uri, headers_of, report_uri, run_uri
-from parallel_mcp.runs import PageRequest, quietly
-from parallel_mcp.runtime import AppContext, Caller, caller
+from parallel_mcp.runs import Caller, PageRequest, quietly
+from parallel_mcp.runtime import AppContext, caller
 from parallel_mcp.store import group_ended, run_ended
 
 logger = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class Watchers:
 
         page = PageRequest(include_basis=False)
         return await self._until_ended(
-            lambda: self.app.runs.get(who.client, who.owner, run_id, wait=WATCH_SECONDS, sink=heard, page=page),
+            lambda: self.app.runs.get(who, run_id, wait=WATCH_SECONDS, sink=heard, page=page),
             run_id,
         )
 

@@ -24,8 +24,8 @@ from parallel_mcp.guidance import describe_error, processor_use, report_pending_
 from parallel_mcp.models import TaskRunJsonOutput, TaskRunResult
 from parallel_mcp.processors import PROCESSORS
 from parallel_mcp.render import render_report
-from parallel_mcp.runs import PageRequest
-from parallel_mcp.runtime import AppContext, Caller, caller
+from parallel_mcp.runs import Caller, PageRequest
+from parallel_mcp.runtime import AppContext, caller
 from parallel_mcp.text import shorten
 from parallel_mcp.views import RunSummary
 
@@ -123,9 +123,7 @@ async def _run(run_id: str, ctx: Context[Any, Any]) -> tuple[AppContext, Caller,
     app, who = await _who(ctx.request_context)
     try:
         wanted = object_id(run_id, "run_id", looks_like="trun_...")
-        view = await app.runs.get(
-            who.client, who.owner, wanted, wait=0, sink=None, page=PageRequest(include_basis=False)
-        )
+        view = await app.runs.get(who, wanted, wait=0, sink=None, page=PageRequest(include_basis=False))
     except (ArgumentError, NotFoundError):
         raise _not_found("run", run_id) from None
     except ParallelMCPError as exc:
@@ -169,7 +167,7 @@ async def read_group(group_id: str, ctx: Context[Any, Any]) -> str:
     app, who = await _who(ctx.request_context)
     try:
         wanted = object_id(group_id, "task_group_id", looks_like="tgrp_...")
-        view = await app.groups.get(who.client, who.owner, wanted, wait=0, sink=None, offset=0)
+        view = await app.groups.get(who, wanted, wait=0, sink=None, offset=0)
     except (ArgumentError, NotFoundError):
         raise _not_found("task group", group_id) from None
     except ParallelMCPError as exc:

@@ -60,6 +60,14 @@ class PageRequest:
     include_basis: bool = True
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who a tool call speaks for: the owner of its runs, and the client that sends its requests."""
+
+    client: AsyncTaskClient
+    owner: str
+
+
 def owner_of(api_key: str, secret: bytes) -> str:
     """A stable id for an API key, keyed by the installation's secret: the journal never lets anyone check a
     guessed key, and nothing (cache, journal, claims) ever crosses keys."""
@@ -170,8 +178,7 @@ class RunService:
 
     async def create(
         self,
-        client: AsyncTaskClient,
-        owner: str,
+        who: Caller,
         body: TaskRunInput,
         *,
         wait: float,
@@ -189,12 +196,13 @@ class RunService:
             RunMayExistError: this request, or the earlier one it repeats, may have created a run.
             APIError: the API refused the create (nothing was billed).
         """
+        client, owner = who.client, who.owner
         intent = Intent(owner, "run", run_fingerprint(body), idempotency_key, force_new)
         claim = await self.intents.claim(intent)
         if claim.outcome == "created" and claim.target_id is not None:
             # A repeat answers at once: it is often a call the client cut, sent again under the same short
             # timeout, and what the agent lacks is the run's id (get_task_run waits for it next).
-            view = await self.get(client, owner, claim.target_id, wait=0, sink=sink, page=PageRequest())
+            view = await self.get(who, claim.target_id, wait=0, sink=sink, page=PageRequest())
             view.warnings.append(repeated_create_warning("run", claim.target_id, self.intents.age(claim), claim))
             return view
         if claim.outcome == "sending":
@@ -282,8 +290,7 @@ class RunService:
 
     async def get(
         self,
-        client: AsyncTaskClient,
-        owner: str,
+        who: Caller,
         run_id: str,
         *,
         wait: float,
@@ -298,6 +305,7 @@ class RunService:
             APIError: the run cannot be read (no such run, or the API failed).
             ArgumentError: `page` asks for a field or an offset the output does not have.
         """
+        client, owner = who.client, who.owner
         if self.owned_only and not await self.store.owns(owner, run_id):
             # Another user's run reads exactly like a run that does not exist.
             raise NotFoundError(f"run {run_id!r} not found", status_code=404)

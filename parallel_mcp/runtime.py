@@ -27,7 +27,7 @@ from parallel_mcp.groups import GroupService
 from parallel_mcp.guidance import missing_key_message
 from parallel_mcp.intents import Intents
 from parallel_mcp.processors import ProcessorTable
-from parallel_mcp.runs import RunService, owner_of
+from parallel_mcp.runs import Caller, RunService, owner_of
 from parallel_mcp.serving import base_url, listening_socket
 from parallel_mcp.store import Store
 from parallel_mcp.waiter import Waiter
@@ -64,14 +64,6 @@ class AppContext:
             self._secret = await self.store.secret()
         digest = hmac.new(self._secret, f"{issuer}\n{subject}".encode(), hashlib.sha256).hexdigest()
         return "user:" + digest[:32]
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who a tool call speaks for: the owner of its runs, and the client that sends its requests."""
-
-    client: AsyncTaskClient
-    owner: str
 
 
 def make_client(

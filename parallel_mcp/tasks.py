@@ -38,8 +38,8 @@ from parallel_mcp.guidance import (
 )
 from parallel_mcp.live import watchers_of
 from parallel_mcp.resources import headers_of
-from parallel_mcp.runs import PageRequest
-from parallel_mcp.runtime import AppContext, Caller, caller
+from parallel_mcp.runs import Caller, PageRequest
+from parallel_mcp.runtime import AppContext, caller
 from parallel_mcp.store import IntentKind, StoreError, TaskRecord
 from parallel_mcp.store.sqlite import MEMORY
 from parallel_mcp.tools import tool_result
@@ -217,11 +217,9 @@ class TasksExtension(Extension):
         self, app: AppContext, who: Caller, task: TaskRecord, shaping: dict[str, Any]
     ) -> TaskRunView | TaskGroupView:
         if task.kind == "run":
-            return await app.runs.get(who.client, who.owner, task.target_id, wait=0, sink=None, page=PageRequest())
+            return await app.runs.get(who, task.target_id, wait=0, sink=None, page=PageRequest())
         processor = shaping.get("processor")
-        view = await app.groups.get(
-            who.client, who.owner, task.target_id, wait=0, sink=None, offset=0, processor=processor
-        )
+        view = await app.groups.get(who, task.target_id, wait=0, sink=None, offset=0, processor=processor)
         view.run_ids = list(shaping.get("run_ids") or [])
         view.estimated_cost_usd = shaping.get("estimated_cost_usd")
         return view

@@ -38,8 +38,8 @@ from parallel_mcp.guidance import describe_error, processor_line, run_list_step,
 from parallel_mcp.processors import TIER_NAMES, check_cost
 from parallel_mcp.render import render, render_confirmation
 from parallel_mcp.resources import REPORT_TITLE, report_uri
-from parallel_mcp.runs import PageRequest
-from parallel_mcp.runtime import AppContext, Caller, caller
+from parallel_mcp.runs import Caller, PageRequest
+from parallel_mcp.runtime import AppContext, caller
 from parallel_mcp.spending import (
     Confirm,
     Spend,
@@ -218,7 +218,7 @@ async def create_task_run(
             approval,
             args,
             run_spend(body),
-            lambda who, wait: app.runs.create(who.client, who.owner, body, wait=wait, sink=_sink(ctx), **_intent(args)),
+            lambda who, wait: app.runs.create(who, body, wait=wait, sink=_sink(ctx), **_intent(args)),
         )
 
 
@@ -245,7 +245,7 @@ async def get_task_run(
         view = await _waited(
             app,
             args.wait_seconds,
-            lambda wait: app.runs.get(who.client, who.owner, wanted, wait=wait, sink=_sink(ctx), page=page),
+            lambda wait: app.runs.get(who, wanted, wait=wait, sink=_sink(ctx), page=page),
         )
     return _respond(app, view, link=_modern(ctx))
 
@@ -294,9 +294,7 @@ async def create_task_group(
             approval,
             args,
             group_spend(request),
-            lambda who, wait: app.groups.create(
-                who.client, who.owner, request, wait=wait, sink=_sink(ctx), **_intent(args)
-            ),
+            lambda who, wait: app.groups.create(who, request, wait=wait, sink=_sink(ctx), **_intent(args)),
         )
 
 
@@ -316,7 +314,7 @@ async def get_task_group(
         view = await _waited(
             app,
             args.wait_seconds,
-            lambda wait: app.groups.get(who.client, who.owner, wanted, wait=wait, sink=_sink(ctx), offset=args.offset),
+            lambda wait: app.groups.get(who, wanted, wait=wait, sink=_sink(ctx), offset=args.offset),
         )
     return _respond(app, view)
 

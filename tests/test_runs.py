@@ -20,7 +20,7 @@ from parallel_mcp.emulator.faults import Fault
 from parallel_mcp.intents import Intents
 from parallel_mcp.models import TaskRunInput
 from parallel_mcp.processors import ProcessorTable
-from parallel_mcp.runs import PageRequest, RunService, owner_of, run_fingerprint, tag_intent
+from parallel_mcp.runs import Caller, PageRequest, RunService, owner_of, run_fingerprint, tag_intent
 from parallel_mcp.server import create_server
 from parallel_mcp.store.sqlite import MEMORY, SQLiteStore
 from parallel_mcp.waiter import Waiter
@@ -215,9 +215,9 @@ async def test_owned_only_reads_another_owners_run_as_not_found() -> None:
     store = SQLiteStore(MEMORY)
     runs = service(store, owned_only=True)
     async with emulator_client(EmulatorConfig(instant=True)) as (_emulator, client):
-        view = await runs.create(client, "alice", TaskRunInput(input="q", processor="lite"), wait=5, sink=None)
-        mine = await runs.get(client, "alice", view.run_id, wait=0, sink=None, page=PageRequest())
+        view = await runs.create(Caller(client, "alice"), TaskRunInput(input="q", processor="lite"), wait=5, sink=None)
+        mine = await runs.get(Caller(client, "alice"), view.run_id, wait=0, sink=None, page=PageRequest())
         with pytest.raises(Exception, match="not found") as refused:
-            await runs.get(client, "bob", view.run_id, wait=0, sink=None, page=PageRequest())
+            await runs.get(Caller(client, "bob"), view.run_id, wait=0, sink=None, page=PageRequest())
     assert mine.status == "completed" and type(refused.value).__name__ == "NotFoundError"
     await store.close()
