@@ -29,12 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "streamable-http", "sse"])
     serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
-    serve.add_argument("--multi-user", action="store_true", default=None, help="each HTTP request brings its key")
-    serve.add_argument(
+    _setting_switch(serve, "--multi-user", "each HTTP request brings its key")
+    _setting_switch(
+        serve,
         "--allow-unauthenticated",
-        action="store_true",
-        default=None,
-        help="serve HTTP beyond loopback without a token or OAuth (only behind something that authenticates)",
+        "serve HTTP beyond loopback without a token or OAuth (only behind something that authenticates)",
     )
 
     emulator = commands.add_parser("emulator", help="serve the Task API emulator")
@@ -44,11 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--speed", type=float, help="how many times faster than the real API (default 20)")
     emulator.add_argument("--webhook-secret", help="sign webhooks with this secret")
     emulator.add_argument("--faults", type=Path, help="TOML/JSON file of faults to inject")
-    emulator.add_argument(
+    _setting_switch(
+        emulator,
         "--allow-private-mcp-servers",
-        action="store_true",
-        default=None,
-        help="call mcp_servers on loopback, private, link-local or metadata addresses (default: refuse them)",
+        "call mcp_servers on loopback, private, link-local or metadata addresses (default: refuse them)",
     )
 
     run = commands.add_parser("run", help="run one task through the MCP server and print the result")
@@ -69,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check the key, the journal and the HTTP settings")
     doctor.add_argument("--live", action="store_true", help="also run one lite task (billed: $0.005)")
     return parser
+
+
+def _setting_switch(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """A flag that turns a setting on when given; absent, it is None and the environment or the file decides."""
+    parser.add_argument(flag, action="store_true", default=None, help=help)
 
 
 def _configure_logging(verbosity: int, settings: Settings | None) -> None:
