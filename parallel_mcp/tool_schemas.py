@@ -145,7 +145,6 @@ GET_TASK_GROUP = arguments(
 # Keywords that constrain every instance, not only those of the branch's own type: a branch holding one
 # cannot have `null` merged into its `type` without changing what it accepts.
 # (`enum` is one too, but null can join the list.)
-_TYPE_BLIND = frozenset({"$ref", "const", "anyOf", "oneOf", "allOf", "not", "if", "then", "else"})
 _DEFS = "#/$defs/"
 _DATA = frozenset({"default", "examples", "enum", "const"})
 """Keywords whose values are instances, not schemas: they are copied as they are."""
@@ -155,10 +154,11 @@ def compact_output(schema: Schema) -> Schema:
     """An output schema that accepts exactly what `schema` accepts, cheaper for clients to check.
 
     Clients validate every structured result against the tool's output schema, and a validator such
-    as Python's `jsonschema` pays for each `$ref` it follows and builds an error for the failed branch
-    of every null it meets in `anyOf: [{type: T, ...}, {type: null}]` (how pydantic writes an optional
-    field). So references are written out in place (the views do not recurse), `{type: [T, "null"],
-    ...}` says the optional in one check, and titles, which repeat the property names, go.
+    as Python's `jsonschema` pays for each `$ref` it follows: references are written out in place (the
+    views do not recurse), and titles, which repeat the property names, go. An optional field keeps
+    pydantic's `anyOf: [{type: T}, {type: null}]`: `type: [T, "null"]` would be one check fewer, but
+    clients that map schemas onto a single-`type` dialect (Gemini's) reject type arrays, and the
+    Inspector flags every one.
     """
     defs = cast(Schema, schema.get("$defs", {}))
     return cast(Schema, _compact(schema, defs, ()))
@@ -188,18 +188,4 @@ def _compact(node: Any, defs: Schema, path: tuple[str, ...]) -> Any:
             out[key] = value
         else:
             out[key] = _compact(value, defs, path)
-    branches = cast(list[Any], out.get("anyOf", []))
-    if len(branches) == 2 and {"type": "null"} in branches:
-        typed = branches[1] if branches[0] == {"type": "null"} else branches[0]
-        if isinstance(typed, dict) and isinstance(cast(Schema, typed).get("type"), str):
-            _merge_null(out, cast(Schema, typed))
     return out
-
-
-def _merge_null(node: Schema, typed: Schema) -> None:
-    if _TYPE_BLIND & typed.keys():
-        return
-    del node["anyOf"]
-    node.update({**typed, "type": [typed["type"], "null"]})
-    if "enum" in typed:
-        node["enum"] = [*typed["enum"], None]
