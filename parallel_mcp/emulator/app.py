@@ -408,6 +408,8 @@ def create_emulator_app(state: EmulatorState) -> Starlette:
         405: _not_found,
     }
     app = Starlette(routes=_routes(), lifespan=lifespan, exception_handlers=handlers)
+    # A run id of "/" (sent as %2F) ends the path in a slash: the API answers 404, not a redirect.
+    app.router.redirect_slashes = False
     app.state.emulator = state
     app.add_middleware(EmulatorMiddleware, state=state)
     return app
