@@ -14,11 +14,12 @@ from typing import Any
 
 import anyio
 
-from parallel_mcp.errors import APIError, ArgumentError, NotFoundError, RunMayExistError
+from parallel_mcp.errors import APIError, ArgumentError, NotFoundError, RepeatLapsedError, RunMayExistError
 from parallel_mcp.guidance import (
     group_rows_step,
     group_running_step,
     pending_create_message,
+    repeat_lapsed_message,
     repeated_create_warning,
     retry_after_hint,
     unconfirmed_create_message,
@@ -147,13 +148,15 @@ class GroupService:
         sink: ProgressSink | None,
         idempotency_key: str | None = None,
         force_new: bool = False,
+        repeat_only: bool = False,
     ) -> TaskGroupView:
         """Create a group once per intent, add every input as a run, then wait up to `wait` seconds for them.
 
         The group is journaled before its runs are added and before any wait: whatever happens after,
-        the answer carries its id.
+        the answer carries its id. With `repeat_only`, nothing is sent (see RunService.create).
 
         Raises:
+            RepeatLapsedError: `repeat_only`, and the earlier create no longer counts as this one.
             RunMayExistError: adding the runs (now or in the request this repeats) may have billed them;
                 it names the group.
             APIError: the API refused (nothing was billed).
@@ -172,6 +175,9 @@ class GroupService:
         if claim.outcome != "new":
             message = unconfirmed_create_message("group", self.intents.age(claim), claim)
             raise RunMayExistError(message, group_id=claim.target_id)
+        if repeat_only:
+            await quietly(self.store.release(claim.intent_id))
+            raise RepeatLapsedError(repeat_lapsed_message("group"))
         added: tuple[str, list[str], str | None] | None = None
         with anyio.CancelScope(shield=True):  # see RunService.create: once sent, answered and journaled
             added = await self._send(who, request, claim)

@@ -135,6 +135,15 @@ def pending_create_message(kind: IntentKind, claim: Claim) -> str:
     )
 
 
+def repeat_lapsed_message(kind: IntentKind) -> str:
+    """A repeat that was not asked for confirmation found its earlier create just out of the dedupe window."""
+    return (
+        f"Nothing was created: this call repeated an earlier identical create, which stopped counting as the same "
+        f"request just now. Call {_CREATE_TOOL[kind]} again to start a new {_NOUN[kind]} (the user is asked first "
+        "if its price needs it)."
+    )
+
+
 def unjournaled_warning(target_id: str) -> str:
     """The run (or group) exists upstream but the store did not take it: say so, with its id."""
     return (

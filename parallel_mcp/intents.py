@@ -61,6 +61,11 @@ class Intents:
                 claim = latest
         return claim
 
+    async def repeats(self, intent: Intent) -> bool:
+        """True when a create of `intent` would return what an earlier identical create made: it bills nothing."""
+        found = await self.store.earlier(intent, window=self.window, now=self.clock())
+        return found is not None and found.outcome == "created" and found.target_id is not None
+
     def age(self, claim: Claim) -> float:
         """Seconds since the claimed intent was first made."""
         return max(0.0, self.clock() - claim.created_at)

@@ -17,13 +17,14 @@ from typing import TypeVar
 import anyio
 
 from parallel_mcp.client import AsyncTaskClient
-from parallel_mcp.errors import APIError, NotFoundError, RunMayExistError
+from parallel_mcp.errors import APIError, NotFoundError, RepeatLapsedError, RunMayExistError
 from parallel_mcp.guidance import (
     action_required_step,
     completed_step,
     failed_step,
     no_output_step,
     pending_create_message,
+    repeat_lapsed_message,
     repeated_create_warning,
     retry_after_hint,
     still_running_step,
@@ -185,14 +186,17 @@ class RunService:
         sink: ProgressSink | None,
         idempotency_key: str | None = None,
         force_new: bool = False,
+        repeat_only: bool = False,
     ) -> TaskRunView:
         """Create a run once per intent, then wait up to `wait` seconds for it.
 
         A repeat of an intent that made a run (same idempotency key, or same body within the dedupe
         window) returns that run and bills nothing; a repeat of one whose answer was lost is refused
-        unless `force_new`.
+        unless `force_new`. With `repeat_only` (the call was let through unasked as a repeat), nothing
+        is ever sent.
 
         Raises:
+            RepeatLapsedError: `repeat_only`, and the earlier create no longer counts as this one.
             RunMayExistError: this request, or the earlier one it repeats, may have created a run.
             APIError: the API refused the create (nothing was billed).
         """
@@ -209,6 +213,9 @@ class RunService:
             raise RunMayExistError(pending_create_message("run", claim))
         if claim.outcome != "new":
             raise RunMayExistError(unconfirmed_create_message("run", self.intents.age(claim), claim))
+        if repeat_only:
+            await quietly(self.store.release(claim.intent_id))
+            raise RepeatLapsedError(repeat_lapsed_message("run"))
         pushed = self.webhook_url is not None and body.webhook is None
         # Heard from before the create is sent: a fast run's webhook may come before its answer is read.
         heard: set[str] = set()

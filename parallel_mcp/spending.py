@@ -37,7 +37,7 @@ from parallel_mcp.models import TaskRunInput
 from parallel_mcp.processors import check_cost, get_processor
 from parallel_mcp.runs import excerpt, run_fingerprint
 from parallel_mcp.runtime import AppContext, caller
-from parallel_mcp.store import IntentKind, Store
+from parallel_mcp.store import Intent, IntentKind, Store
 from parallel_mcp.text import shorten
 from parallel_mcp.views import ConfirmationNeeded
 
@@ -69,20 +69,36 @@ class Spend:
     """The input in one short line, for the user."""
     fingerprint: str
     """The request (everything sent upstream): a confirm token is bound to it."""
+    idempotency_key: str | None = None
+    force_new: bool = False
+
+    def intent(self, owner: str) -> Intent:
+        """The intent this create is, for `owner`."""
+        return Intent(owner, self.kind, self.fingerprint, self.idempotency_key, self.force_new)
 
 
-def run_spend(body: TaskRunInput) -> Spend:
+def run_spend(body: TaskRunInput, *, idempotency_key: str | None = None, force_new: bool = False) -> Spend:
     """The spend of `create_task_run`'s body."""
     proc = get_processor(body.processor)
     price = proc.usd_per_run if proc else 0.0
-    return Spend("run", body.processor, 1, price, shorten(excerpt(body.input), SUMMARY_CHARS), run_fingerprint(body))
+    summary = shorten(excerpt(body.input), SUMMARY_CHARS)
+    return Spend("run", body.processor, 1, price, summary, run_fingerprint(body), idempotency_key, force_new)
 
 
-def group_spend(request: GroupRequest) -> Spend:
+def group_spend(request: GroupRequest, *, idempotency_key: str | None = None, force_new: bool = False) -> Spend:
     """The spend of `create_task_group`'s request."""
     first = shorten(excerpt(request.inputs[0].input), SUMMARY_CHARS)
     summary = first if len(request.inputs) == 1 else f"{len(request.inputs)} rows; the first: {first}"
-    return Spend("group", request.processor, len(request.inputs), request.price, summary, group_fingerprint(request))
+    fingerprint = group_fingerprint(request)
+    return Spend(
+        "group", request.processor, len(request.inputs), request.price, summary, fingerprint, idempotency_key, force_new
+    )
+
+
+async def repeats(app: AppContext, owner: str, spend: Spend) -> bool:
+    """True when this create repeats one that already made its run or group: it bills nothing, so no
+    spending guard applies and nobody is asked."""
+    return await app.runs.intents.repeats(spend.intent(owner))
 
 
 class Confirm(BaseModel):
@@ -205,12 +221,15 @@ def _arguments(ctx: Context[Any, Any]) -> dict[str, Any]:
 
 
 def _run_spend_of(arguments: dict[str, Any], settings: Settings) -> Spend:
-    return run_spend(run_body(parse(CreateRunArguments, arguments), default_processor=settings.default_processor))
+    args = parse(CreateRunArguments, arguments)
+    body = run_body(args, default_processor=settings.default_processor)
+    return run_spend(body, idempotency_key=args.idempotency_key, force_new=args.force_new)
 
 
 def _group_spend_of(arguments: dict[str, Any], settings: Settings) -> Spend:
-    request = group_request(parse(CreateGroupArguments, arguments), default_processor=settings.default_processor)
-    return group_spend(request)
+    args = parse(CreateGroupArguments, arguments)
+    request = group_request(args, default_processor=settings.default_processor)
+    return group_spend(request, idempotency_key=args.idempotency_key, force_new=args.force_new)
 
 
 async def _ask(
@@ -232,6 +251,8 @@ async def _ask(
             return NOT_ASKED
         check_cost(spend.processor, app.settings.max_cost_usd)
         who = await caller(app, ctx.headers)
+        if await repeats(app, who.owner, spend):
+            return NOT_ASKED
         await check_budget(app.store, app.settings, who.owner, spend)
     except ParallelMCPError:
         return NOT_ASKED

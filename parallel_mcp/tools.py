@@ -48,6 +48,7 @@ from parallel_mcp.spending import (
     confirmation_step,
     group_spend,
     guard,
+    repeats,
     run_spend,
 )
 from parallel_mcp.store import IntentKind
@@ -169,16 +170,22 @@ async def _create(
     approval: ElicitationResult[Confirm],
     args: CreateRunArguments | CreateGroupArguments,
     spend: Spend,
-    create: Callable[[Caller, float], Awaitable[TaskRunView | TaskGroupView]],
+    create: Callable[[Caller, float, bool], Awaitable[TaskRunView | TaskGroupView]],
 ) -> CallToolResult:
-    """A create past the spending guards: refused, waiting for the user's yes, or sent and waited on."""
+    """A create past the spending guards: refused, waiting for the user's yes, or sent and waited on.
+
+    A repeat of a create that made its run or group bills nothing: it passes the guards unasked, and
+    the service, told so, sends nothing if it turns out not to be one after all.
+    """
     app = ctx.request_context.lifespan_context
     check_cost(spend.processor, app.settings.max_cost_usd)
     who = await caller(app, ctx.headers)
-    pending = await guard(app, ctx, who.owner, spend, token=args.confirm_token, approval=approval)
-    if pending is not None:
-        return _confirm(app, pending, spend.kind)
-    view = await _waited(app, args.wait_seconds, lambda wait: create(who, wait))
+    repeat = await repeats(app, who.owner, spend)
+    if not repeat:
+        pending = await guard(app, ctx, who.owner, spend, token=args.confirm_token, approval=approval)
+        if pending is not None:
+            return _confirm(app, pending, spend.kind)
+    view = await _waited(app, args.wait_seconds, lambda wait: create(who, wait, repeat))
     return _respond(app, view, link=spend.kind == "run" and _modern(ctx))
 
 
@@ -217,8 +224,10 @@ async def create_task_run(
             ctx,
             approval,
             args,
-            run_spend(body),
-            lambda who, wait: app.runs.create(who, body, wait=wait, sink=_sink(ctx), **_intent(args)),
+            run_spend(body, **_intent(args)),
+            lambda who, wait, repeat: app.runs.create(
+                who, body, wait=wait, sink=_sink(ctx), repeat_only=repeat, **_intent(args)
+            ),
         )
 
 
@@ -293,8 +302,10 @@ async def create_task_group(
             ctx,
             approval,
             args,
-            group_spend(request),
-            lambda who, wait: app.groups.create(who, request, wait=wait, sink=_sink(ctx), **_intent(args)),
+            group_spend(request, **_intent(args)),
+            lambda who, wait, repeat: app.groups.create(
+                who, request, wait=wait, sink=_sink(ctx), repeat_only=repeat, **_intent(args)
+            ),
         )
 
 

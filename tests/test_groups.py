@@ -8,9 +8,17 @@ from typing import Any
 import anyio
 import pytest
 
+from parallel_mcp.arguments import CreateGroupArguments, group_request, parse
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.faults import Fault
-from tests.support import mcp_session, structured, text_of
+from parallel_mcp.errors import RepeatLapsedError
+from parallel_mcp.groups import GroupService
+from parallel_mcp.intents import Intents
+from parallel_mcp.processors import ProcessorTable
+from parallel_mcp.runs import Caller
+from parallel_mcp.store.sqlite import MEMORY, SQLiteStore
+from parallel_mcp.waiter import Waiter
+from tests.support import emulator_client, mcp_session, structured, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -167,3 +175,18 @@ async def test_a_lost_add_runs_answer_is_reconciled_from_the_group_on_the_next_t
     assert first.is_error and "tgrp_" in text_of(first)
     view = structured(again)
     assert view["task_group_id"] in text_of(first) and "nothing new was billed" in text_of(again)
+
+
+async def test_a_group_let_through_as_a_repeat_sends_nothing_when_it_no_longer_repeats_one() -> None:
+    store = SQLiteStore(MEMORY)
+    groups = GroupService(
+        waiter=Waiter(ProcessorTable(pace=20)), store=store, intents=Intents(store, window=600), page_budget_chars=8000
+    )
+    args = parse(CreateGroupArguments, {"inputs": ["a", "b"], "processor": "lite"})
+    request = group_request(args, default_processor="lite")
+    async with emulator_client(EmulatorConfig(instant=True)) as (emulator, client):
+        with pytest.raises(RepeatLapsedError, match="Nothing was created"):
+            await groups.create(Caller(client, "alice"), request, wait=0, sink=None, repeat_only=True)
+        groups_made = len(emulator.state.groups)
+    assert groups_made == 0 and emulator.state.run_count == 0
+    await store.close()

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from parallel_mcp.config import Settings
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.faults import Fault
+from parallel_mcp.errors import RepeatLapsedError
 from parallel_mcp.intents import Intents
 from parallel_mcp.models import TaskRunInput
 from parallel_mcp.processors import ProcessorTable
@@ -220,4 +221,19 @@ async def test_owned_only_reads_another_owners_run_as_not_found() -> None:
         with pytest.raises(Exception, match="not found") as refused:
             await runs.get(Caller(client, "bob"), view.run_id, wait=0, sink=None, page=PageRequest())
     assert mine.status == "completed" and type(refused.value).__name__ == "NotFoundError"
+    await store.close()
+
+
+async def test_a_create_let_through_as_a_repeat_sends_nothing_when_it_no_longer_repeats_one() -> None:
+    # It passed the spending guards unasked because its earlier twin had made a run; if that twin has just left
+    # the dedupe window, the create must not bill a run nobody confirmed.
+    store = SQLiteStore(MEMORY)
+    runs = service(store)
+    body = TaskRunInput(input="q", processor="lite")
+    async with emulator_client(EmulatorConfig(instant=True)) as (emulator, client):
+        with pytest.raises(RepeatLapsedError, match="Nothing was created"):
+            await runs.create(Caller(client, "alice"), body, wait=0, sink=None, repeat_only=True)
+        sent = emulator.state.run_count
+        view = await runs.create(Caller(client, "alice"), body, wait=0, sink=None)  # its claim was released
+    assert sent == 0 and view.run_id and emulator.state.run_count == 1
     await store.close()

@@ -128,6 +128,47 @@ async def test_a_client_that_cannot_ask_gets_a_token_that_creates_the_run_once(m
     assert reused.is_error and "already used" in text_of(reused) and "confirm_above_usd" in text_of(reused)
 
 
+async def test_a_repeat_of_a_confirmed_create_returns_its_run_without_asking_again() -> None:
+    # An agent whose call was cut sends it again, token and all: the run exists, nothing is billed, and the
+    # token, spent on the first call, is not asked for.
+    async with mcp_session(EmulatorConfig(frozen=True), confirm_above_usd=0.001) as session:
+        pending = await session.call("create_task_run", {**QUESTION, "idempotency_key": "k1"})
+        token = structured(pending)["confirmation"]["confirm_token"]
+        confirmed = await session.call("create_task_run", {**QUESTION, "idempotency_key": "k1", "confirm_token": token})
+        again = await session.call("create_task_run", {**QUESTION, "idempotency_key": "k1", "confirm_token": token})
+        bare = await session.call("create_task_run", QUESTION)  # the same body without its key or token
+        forced = await session.call("create_task_run", {**QUESTION, "force_new": True})
+        runs = session.emulator.state.run_count
+    run_id = structured(confirmed)["run_id"]
+    assert structured(again)["run_id"] == structured(bare)["run_id"] == run_id and runs == 1
+    assert "confirmation" in structured(forced)  # a new run on purpose is asked for again
+
+
+@pytest.mark.parametrize("tool", ["create_task_run", "create_task_group"])
+async def test_the_user_is_asked_once_for_a_create_and_not_again_for_its_repeat(tool: str) -> None:
+    asked = Asked("accept")
+    arguments = QUESTION if tool == "create_task_run" else {"inputs": ["a", "b"], "processor": "lite"}
+    async with (
+        emulator_client(EmulatorConfig(frozen=True)) as (emulator, client),
+        Client(_server(client, confirm_above_usd=0.001), elicitation_callback=asked) as mcp,
+    ):
+        first = await mcp.call_tool(tool, arguments)
+        again = await mcp.call_tool(tool, arguments)
+        runs = emulator.state.run_count
+    target = "run_id" if tool == "create_task_run" else "task_group_id"
+    assert structured(again)[target] == structured(first)[target]
+    assert len(asked.messages) == 1 and runs == (1 if tool == "create_task_run" else 2)
+
+
+async def test_a_repeat_is_not_refused_by_the_budget_it_does_not_spend() -> None:
+    async with mcp_session(EmulatorConfig(frozen=True), daily_budget_usd=0.005) as session:
+        first = await session.call("create_task_run", QUESTION)
+        again = await session.call("create_task_run", QUESTION)
+        other = await session.call("create_task_run", {**QUESTION, "input": "another question"})
+    assert structured(again)["run_id"] == structured(first)["run_id"]
+    assert other.is_error and "daily_budget_usd" in text_of(other)
+
+
 async def test_a_token_confirms_only_the_request_it_was_issued_for() -> None:
     async with mcp_session(EmulatorConfig(frozen=True), confirm_above_usd=0.001) as session:
         token = structured(await session.call("create_task_run", QUESTION))["confirmation"]["confirm_token"]

@@ -210,6 +210,10 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def earlier(self, intent: Intent, *, window: float, now: float) -> Claim | None:
+        """The earlier intent a claim of `intent` would find now (see `claim`), or None; claims nothing."""
+
+    @abc.abstractmethod
     async def intent(self, intent_id: str, *, now: float) -> Claim | None:
         """The current state of an intent (to follow one that another call is sending); None once released."""
 

@@ -57,6 +57,17 @@ async def find(db: Statements, intent_id: str, *, now: float) -> Claim | None:
     return _claim_from(await db.one(_BY_ID, (intent_id,)), now)
 
 
+async def earlier(db: Statements, intent: Intent, *, window: float, now: float) -> Claim | None:
+    """See `Store.earlier`: what `claim` would find, without claiming or releasing anything."""
+    who = (intent.owner, intent.kind)
+    if intent.idempotency_key is not None:
+        found = _claim_from(await db.one(_BY_KEY, (*who, intent.idempotency_key)), now)
+        return None if found is None or (found.outcome == "unknown" and intent.force_new) else found
+    if window > 0 and not intent.force_new:
+        return _claim_from(await db.one(_BY_BODY, (*who, intent.fingerprint, now - window)), now)
+    return None
+
+
 async def claim(db: Statements, intent: Intent, *, window: float, now: float) -> Claim:
     """See `Store.claim`."""
     who = (intent.owner, intent.kind)

@@ -81,6 +81,10 @@ class PostgresStore(PostgresConnections):
             await conn.execute(_LOCK_ONE if len(locks) == 1 else _LOCK_TWO, locks)
             return await claims.claim(_Statements(conn), intent, window=window, now=now)
 
+    async def earlier(self, intent: Intent, *, window: float, now: float) -> Claim | None:
+        async with self._connection() as conn:
+            return await claims.earlier(_Statements(conn), intent, window=window, now=now)
+
     async def intent(self, intent_id: str, *, now: float) -> Claim | None:
         async with self._connection() as conn:
             return await claims.find(_Statements(conn), intent_id, now=now)

@@ -179,6 +179,10 @@ class SQLiteStore(Store):
             # Nothing in _Statements suspends: the claim runs to its end inside the lock.
             return await claims.claim(_Statements(db), intent, window=window, now=now)
 
+    async def earlier(self, intent: Intent, *, window: float, now: float) -> Claim | None:
+        with self._transaction() as db:
+            return await claims.earlier(_Statements(db), intent, window=window, now=now)
+
     async def intent(self, intent_id: str, *, now: float) -> Claim | None:
         with self._transaction() as db:
             return await claims.find(_Statements(db), intent_id, now=now)

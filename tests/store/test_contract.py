@@ -64,6 +64,25 @@ async def test_a_repeat_after_the_create_finds_the_run_it_made(store: Store) -> 
     assert (again.outcome, again.target_id, again.created_at) == ("created", "trun_1", NOW)
 
 
+async def test_earlier_finds_what_a_claim_would_and_claims_nothing(store: Store) -> None:
+    def intent(owner: str = "alice", *, key: str | None = None, force_new: bool = False) -> Intent:
+        return Intent(owner, "run", "fp1", key, force_new)
+
+    assert await store.earlier(intent(), window=WINDOW, now=NOW) is None
+    first = await claim(store)
+    assert first.outcome == "new"  # looking first claimed nothing
+    await store.created(first.intent_id, "alice", run("trun_1"), idempotency_key=None)
+    found = await store.earlier(intent(), window=WINDOW, now=NOW + 30)
+    assert found is not None and (found.outcome, found.target_id) == ("created", "trun_1")
+    assert await store.earlier(intent(), window=WINDOW, now=NOW + WINDOW + 1) is None
+    assert await store.earlier(intent(force_new=True), window=WINDOW, now=NOW + 30) is None
+    assert await store.earlier(intent("bob"), window=WINDOW, now=NOW + 30) is None
+    keyed = await claim(store, key="k1", now=NOW + 40)
+    await store.created(keyed.intent_id, "alice", run("trun_2"), idempotency_key="k1")
+    by_key = await store.earlier(intent(key="k1"), window=0, now=NOW + 10 * WINDOW)
+    assert by_key is not None and by_key.target_id == "trun_2"
+
+
 async def test_the_same_body_after_the_window_or_from_another_owner_is_a_new_intent(store: Store) -> None:
     first = await claim(store)
     await store.created(first.intent_id, "alice", run("trun_1"), idempotency_key=None)
