@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, Final, LiteralString, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from parallel_mcp.store import SENDING_STALE_SECONDS, Claim, ClaimOutcome, Intent
+
+if TYPE_CHECKING:
+    from parallel_mcp.store.shared import Statements
 
 _COLUMNS: Final = "id, state, target_id, created_at, updated_at, idempotency_key"
 _BY_ID: Final = f"SELECT {_COLUMNS} FROM intents WHERE id = ?"
@@ -28,18 +31,6 @@ _INSERT: Final = (
     "INSERT INTO intents (id, owner, kind, idempotency_key, fingerprint, state, key_slot, fp_slot,"
     " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?)"
 )
-
-
-class Statements(Protocol):
-    """One store's transaction, as the claim needs it."""
-
-    async def one(self, sql: LiteralString, params: Sequence[Any]) -> Sequence[Any] | None:
-        """The first row of a query, or None."""
-        ...
-
-    async def run(self, sql: LiteralString, params: Sequence[Any]) -> None:
-        """Run a statement."""
-        ...
 
 
 def _claim_from(row: Sequence[Any] | None, now: float) -> Claim | None:

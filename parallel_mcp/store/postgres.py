@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, LiteralString
 
 from parallel_mcp.store import (
@@ -19,14 +20,12 @@ from parallel_mcp.store import (
     GroupRecord,
     Intent,
     JournalEntry,
-    Redeemed,
     RunRecord,
     StoreError,
-    TaskRecord,
     claims,
-    redeemed,
 )
 from parallel_mcp.store.postgres_connections import PostgresConnections
+from parallel_mcp.store.shared import SET_INTENT, SharedStore, Statements
 
 if TYPE_CHECKING:
     from parallel_mcp.store.postgres_connections import Conn
@@ -42,16 +41,21 @@ _NOW_TEXT: Final = "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS
 
 
 class _Statements:
-    """A PostgreSQL transaction as `claims` runs it (its `?` placeholders become psycopg's `%s`)."""
+    """PostgreSQL statements as the shared code runs them (its `?` placeholders become psycopg's `%s`)."""
+
+    row_lock: LiteralString = " FOR UPDATE"
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
 
-    async def one(self, sql: LiteralString, params: Sequence[Any]) -> Sequence[Any] | None:
+    async def one(self, sql: LiteralString, params: Sequence[Any] = ()) -> Sequence[Any] | None:
         return await (await self.conn.execute(sql.replace("?", "%s"), params)).fetchone()
 
-    async def run(self, sql: LiteralString, params: Sequence[Any]) -> None:
-        await self.conn.execute(sql.replace("?", "%s"), params)
+    async def all(self, sql: LiteralString, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        return list(await (await self.conn.execute(sql.replace("?", "%s"), params)).fetchall())
+
+    async def run(self, sql: LiteralString, params: Sequence[Any] = ()) -> int:
+        return (await self.conn.execute(sql.replace("?", "%s"), params)).rowcount
 
 
 def _lock_name(owner: str, kind: str, what: str, value: str) -> str:
@@ -59,8 +63,18 @@ def _lock_name(owner: str, kind: str, what: str, value: str) -> str:
     return "\x1f".join(("claim", owner, kind, what, value))
 
 
-class PostgresStore(PostgresConnections):
+class PostgresStore(PostgresConnections, SharedStore):
     """The store in a PostgreSQL database, shared by every replica that has its URL."""
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncGenerator[Statements]:
+        async with self._connection() as conn:
+            yield _Statements(conn)
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncGenerator[Statements]:
+        async with self._transaction() as conn:
+            yield _Statements(conn)
 
     async def secret(self) -> bytes:
         async with self._connection() as conn:
@@ -80,14 +94,6 @@ class PostgresStore(PostgresConnections):
         async with self._transaction() as conn:
             await conn.execute(_LOCK_ONE if len(locks) == 1 else _LOCK_TWO, locks)
             return await claims.claim(_Statements(conn), intent, window=window, now=now)
-
-    async def earlier(self, intent: Intent, *, window: float, now: float) -> Claim | None:
-        async with self._connection() as conn:
-            return await claims.earlier(_Statements(conn), intent, window=window, now=now)
-
-    async def intent(self, intent_id: str, *, now: float) -> Claim | None:
-        async with self._connection() as conn:
-            return await claims.find(_Statements(conn), intent_id, now=now)
 
     async def created(self, intent_id: str, owner: str, run: RunRecord, *, idempotency_key: str | None) -> None:
         async with self._transaction() as conn:
@@ -110,14 +116,6 @@ class PostgresStore(PostgresConnections):
         async with self._transaction() as conn:
             await _insert_runs(conn, owner, runs, None)
             await _set_intent(conn, intent_id, "created")
-
-    async def unknown(self, intent_id: str) -> None:
-        async with self._connection() as conn:
-            await _set_intent(conn, intent_id, "unknown")
-
-    async def release(self, intent_id: str) -> None:
-        async with self._connection() as conn:
-            await conn.execute("DELETE FROM intents WHERE id = %s", (intent_id,))
 
     # -- the journal -----------------------------------------------------------------------------------
 
@@ -158,22 +156,6 @@ class PostgresStore(PostgresConnections):
             rows = await (await conn.execute(query, params)).fetchall()
         return [JournalEntry(*row) for row in rows]
 
-    async def run_status(self, owner: str, run_id: str) -> str | None:
-        async with self._connection() as conn:
-            cursor = await conn.execute("SELECT status FROM runs WHERE owner = %s AND run_id = %s", (owner, run_id))
-            row = await cursor.fetchone()
-        return None if row is None else str(row[0])
-
-    async def owns(self, owner: str, target_id: str) -> bool:
-        async with self._connection() as conn:
-            cursor = await conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM runs WHERE owner = %s AND run_id = %s)"
-                " OR EXISTS (SELECT 1 FROM groups WHERE owner = %s AND group_id = %s)",
-                (owner, target_id, owner, target_id),
-            )
-            row = await cursor.fetchone()
-        return bool(row and row[0])
-
     # -- results and deliveries ------------------------------------------------------------------------
 
     async def put_result(self, owner: str, run_id: str, body: str) -> None:
@@ -184,12 +166,6 @@ class PostgresStore(PostgresConnections):
                 (owner, run_id, body, time.time()),
             )
 
-    async def get_result(self, owner: str, run_id: str) -> str | None:
-        async with self._connection() as conn:
-            cursor = await conn.execute("SELECT body FROM results WHERE owner = %s AND run_id = %s", (owner, run_id))
-            row = await cursor.fetchone()
-        return None if row is None else str(row[0])
-
     async def first_delivery(self, delivery_id: str, now: float) -> bool:
         async with self._connection() as conn:
             cursor = await conn.execute(
@@ -197,74 +173,9 @@ class PostgresStore(PostgresConnections):
             )
             return cursor.rowcount == 1
 
-    # -- tasks, spending and confirmations -------------------------------------------------------------
-
-    async def create_task(self, task: TaskRecord) -> None:
-        async with self._connection() as conn:
-            await conn.execute(
-                "INSERT INTO tasks (task_id, owner, kind, target_id, shaping, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (task.task_id, task.owner, task.kind, task.target_id, task.shaping, task.created_at),
-            )
-
-    async def task(self, owner: str, task_id: str) -> TaskRecord | None:
-        async with self._connection() as conn:
-            cursor = await conn.execute(
-                "SELECT task_id, owner, kind, target_id, shaping, created_at, cancelled_at FROM tasks"
-                " WHERE owner = %s AND task_id = %s",
-                (owner, task_id),
-            )
-            row = await cursor.fetchone()
-        return None if row is None else TaskRecord(*row)
-
-    async def cancel_task(self, owner: str, task_id: str, now: float) -> bool:
-        async with self._connection() as conn:
-            cursor = await conn.execute(
-                "UPDATE tasks SET cancelled_at = COALESCE(cancelled_at, %s) WHERE owner = %s AND task_id = %s",
-                (now, owner, task_id),
-            )
-            return cursor.rowcount > 0
-
-    async def spent_since(self, owner: str, since: str) -> float:
-        async with self._connection() as conn:
-            cursor = await conn.execute(  # a group's runs are journaled with their price too: count the group once
-                "SELECT (SELECT COALESCE(SUM(cost_usd), 0) FROM runs"
-                " WHERE owner = %s AND group_id IS NULL AND created_at >= %s)"
-                " + (SELECT COALESCE(SUM(cost_usd), 0) FROM groups WHERE owner = %s AND created_at >= %s)",
-                (owner, since, owner, since),
-            )
-            row = await cursor.fetchone()
-        return float(row[0]) if row else 0.0
-
-    async def issue_confirmation(self, owner: str, token_hash: str, fingerprint: str, expires_at: float) -> None:
-        async with self._transaction() as conn:
-            await conn.execute("DELETE FROM confirmations WHERE expires_at < %s", (expires_at - 86_400.0,))
-            await conn.execute(
-                "INSERT INTO confirmations (token_hash, owner, fingerprint, expires_at) VALUES (%s, %s, %s, %s)",
-                (token_hash, owner, fingerprint, expires_at),
-            )
-
-    async def redeem_confirmation(self, owner: str, token_hash: str, fingerprint: str, now: float) -> Redeemed:
-        async with self._transaction() as conn:
-            cursor = await conn.execute(  # the row lock makes concurrent redeems of one token queue
-                "SELECT fingerprint, expires_at, used_at FROM confirmations WHERE token_hash = %s AND owner = %s"
-                " FOR UPDATE",
-                (token_hash, owner),
-            )
-            row = await cursor.fetchone()
-            if row is None:
-                return "unknown"
-            outcome = redeemed(row, fingerprint, now)
-            if outcome == "ok":
-                await conn.execute("UPDATE confirmations SET used_at = %s WHERE token_hash = %s", (now, token_hash))
-            return outcome
-
 
 async def _set_intent(conn: Conn, intent_id: str, state: str, target_id: str | None = None) -> None:
-    await conn.execute(
-        "UPDATE intents SET state = %s, target_id = COALESCE(%s, target_id), updated_at = %s WHERE id = %s",
-        (state, target_id, time.time(), intent_id),
-    )
+    await _Statements(conn).run(SET_INTENT, (state, target_id, time.time(), intent_id))
 
 
 async def _insert_runs(conn: Conn, owner: str, runs: list[RunRecord], key: str | None) -> None:

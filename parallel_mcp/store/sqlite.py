@@ -14,8 +14,8 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, LiteralString, TypeVar
 
@@ -25,14 +25,11 @@ from parallel_mcp.store import (
     GroupRecord,
     Intent,
     JournalEntry,
-    Redeemed,
     RunRecord,
-    Store,
     StoreError,
-    TaskRecord,
     claims,
-    redeemed,
 )
+from parallel_mcp.store.shared import SET_INTENT, SharedStore, Statements
 from parallel_mcp.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -103,19 +100,25 @@ def _connect(location: str) -> sqlite3.Connection:
 
 
 class _Statements:
-    """A SQLite transaction as `claims` runs it."""
+    """SQLite statements as the shared code runs them. Nothing here suspends: a block of them runs to its
+    end inside the store's lock."""
+
+    row_lock: LiteralString = ""  # a write transaction (BEGIN IMMEDIATE) already excludes every other
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
 
-    async def one(self, sql: LiteralString, params: Sequence[Any]) -> Sequence[Any] | None:
+    async def one(self, sql: LiteralString, params: Sequence[Any] = ()) -> Sequence[Any] | None:
         return self.db.execute(sql, params).fetchone()
 
-    async def run(self, sql: LiteralString, params: Sequence[Any]) -> None:
-        self.db.execute(sql, params)
+    async def all(self, sql: LiteralString, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        return self.db.execute(sql, params).fetchall()
+
+    async def run(self, sql: LiteralString, params: Sequence[Any] = ()) -> int:
+        return self.db.execute(sql, params).rowcount
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SharedStore):
     """The store in one SQLite file, or in memory (`":memory:"`)."""
 
     def __init__(self, path: Path | str = MEMORY) -> None:
@@ -136,31 +139,41 @@ class SQLiteStore(Store):
                 self._db = _connect(MEMORY)
         return self._db
 
-    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    @contextmanager
+    def _locked(self) -> Generator[sqlite3.Connection]:
+        """The connection, held under the store's lock; SQLite's errors become `StoreError`."""
         import sqlite3
 
         with self._lock:
             try:
-                return work(self._connection())
+                yield self._connection()
             except sqlite3.Error as exc:
                 raise StoreError(f"the run journal {self.location} failed: {exc}") from exc
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self._locked() as db:
+            return work(db)
 
     @contextmanager
     def _transaction(self) -> Generator[sqlite3.Connection]:
-        import sqlite3
-
-        with self._lock:
-            db = self._connection()
+        with self._locked() as db:
+            db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(f"the run journal {self.location} failed: {exc}") from exc
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncGenerator[Statements]:
+        with self._locked() as db:
+            yield _Statements(db)
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncGenerator[Statements]:
+        with self._transaction() as db:
+            yield _Statements(db)
 
     async def close(self) -> None:
         with self._lock:
@@ -179,19 +192,8 @@ class SQLiteStore(Store):
             # Nothing in _Statements suspends: the claim runs to its end inside the lock.
             return await claims.claim(_Statements(db), intent, window=window, now=now)
 
-    async def earlier(self, intent: Intent, *, window: float, now: float) -> Claim | None:
-        with self._transaction() as db:
-            return await claims.earlier(_Statements(db), intent, window=window, now=now)
-
-    async def intent(self, intent_id: str, *, now: float) -> Claim | None:
-        with self._transaction() as db:
-            return await claims.find(_Statements(db), intent_id, now=now)
-
     def _set_intent(self, db: sqlite3.Connection, intent_id: str, state: str, target_id: str | None = None) -> None:
-        db.execute(
-            "UPDATE intents SET state = ?, target_id = COALESCE(?, target_id), updated_at = ? WHERE id = ?",
-            (state, target_id, time.time(), intent_id),
-        )
+        db.execute(SET_INTENT, (state, target_id, time.time(), intent_id))
 
     async def created(self, intent_id: str, owner: str, run: RunRecord, *, idempotency_key: str | None) -> None:
         with self._transaction() as db:
@@ -241,12 +243,6 @@ class SQLiteStore(Store):
             self._insert_runs(db, owner, runs, None)
             self._set_intent(db, intent_id, "created")
 
-    async def unknown(self, intent_id: str) -> None:
-        self._run(lambda db: self._set_intent(db, intent_id, "unknown"))
-
-    async def release(self, intent_id: str) -> None:
-        self._run(lambda db: db.execute("DELETE FROM intents WHERE id = ?", (intent_id,)))
-
     # -- the journal ---------------------------------------------------------------------------------
 
     async def update_status(self, owner: str | None, run_id: str, status: str) -> bool:
@@ -285,20 +281,6 @@ class SQLiteStore(Store):
         rows = self._run(lambda db: db.execute(query, (owner, limit)).fetchall())
         return [JournalEntry(*row) for row in rows]
 
-    async def run_status(self, owner: str, run_id: str) -> str | None:
-        row = self._run(
-            lambda db: db.execute("SELECT status FROM runs WHERE owner = ? AND run_id = ?", (owner, run_id)).fetchone()
-        )
-        return None if row is None else str(row[0])
-
-    async def owns(self, owner: str, target_id: str) -> bool:
-        def check(db: sqlite3.Connection) -> bool:
-            run = db.execute("SELECT 1 FROM runs WHERE owner = ? AND run_id = ?", (owner, target_id)).fetchone()
-            group = db.execute("SELECT 1 FROM groups WHERE owner = ? AND group_id = ?", (owner, target_id)).fetchone()
-            return run is not None or group is not None
-
-        return self._run(check)
-
     # -- results and deliveries ----------------------------------------------------------------------
 
     async def put_result(self, owner: str, run_id: str, body: str) -> None:
@@ -309,12 +291,6 @@ class SQLiteStore(Store):
             )
         )
 
-    async def get_result(self, owner: str, run_id: str) -> str | None:
-        row = self._run(
-            lambda db: db.execute("SELECT body FROM results WHERE owner = ? AND run_id = ?", (owner, run_id)).fetchone()
-        )
-        return None if row is None else str(row[0])
-
     async def first_delivery(self, delivery_id: str, now: float) -> bool:
         changed = self._run(
             lambda db: (
@@ -324,68 +300,3 @@ class SQLiteStore(Store):
             )
         )
         return changed == 1
-
-    # -- tasks, spending and confirmations -------------------------------------------------------------
-
-    async def create_task(self, task: TaskRecord) -> None:
-        self._run(
-            lambda db: db.execute(
-                "INSERT INTO tasks (task_id, owner, kind, target_id, shaping, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (task.task_id, task.owner, task.kind, task.target_id, task.shaping, task.created_at),
-            )
-        )
-
-    async def task(self, owner: str, task_id: str) -> TaskRecord | None:
-        row = self._run(
-            lambda db: db.execute(
-                "SELECT task_id, owner, kind, target_id, shaping, created_at, cancelled_at FROM tasks"
-                " WHERE owner = ? AND task_id = ?",
-                (owner, task_id),
-            ).fetchone()
-        )
-        return None if row is None else TaskRecord(*row)
-
-    async def cancel_task(self, owner: str, task_id: str, now: float) -> bool:
-        changed = self._run(
-            lambda db: (
-                db.execute(
-                    "UPDATE tasks SET cancelled_at = COALESCE(cancelled_at, ?) WHERE owner = ? AND task_id = ?",
-                    (now, owner, task_id),
-                ).rowcount
-            )
-        )
-        return changed > 0
-
-    async def spent_since(self, owner: str, since: str) -> float:
-        # A group's runs are journaled with their price too: the group's row counts them once.
-        row = self._run(
-            lambda db: db.execute(
-                "SELECT (SELECT COALESCE(SUM(cost_usd), 0) FROM runs"
-                " WHERE owner = ? AND group_id IS NULL AND created_at >= ?)"
-                " + (SELECT COALESCE(SUM(cost_usd), 0) FROM groups WHERE owner = ? AND created_at >= ?)",
-                (owner, since, owner, since),
-            ).fetchone()
-        )
-        return float(row[0])
-
-    async def issue_confirmation(self, owner: str, token_hash: str, fingerprint: str, expires_at: float) -> None:
-        with self._transaction() as db:
-            # Long-expired tokens are of no use to anyone, even to explain a refusal.
-            db.execute("DELETE FROM confirmations WHERE expires_at < ?", (expires_at - 86_400.0,))
-            db.execute(
-                "INSERT INTO confirmations (token_hash, owner, fingerprint, expires_at) VALUES (?, ?, ?, ?)",
-                (token_hash, owner, fingerprint, expires_at),
-            )
-
-    async def redeem_confirmation(self, owner: str, token_hash: str, fingerprint: str, now: float) -> Redeemed:
-        with self._transaction() as db:
-            row = db.execute(
-                "SELECT fingerprint, expires_at, used_at FROM confirmations WHERE token_hash = ? AND owner = ?",
-                (token_hash, owner),
-            ).fetchone()
-            if row is None:
-                return "unknown"
-            outcome = redeemed(row, fingerprint, now)
-            if outcome == "ok":
-                db.execute("UPDATE confirmations SET used_at = ? WHERE token_hash = ?", (now, token_hash))
-            return outcome
