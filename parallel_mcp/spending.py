@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -51,6 +51,7 @@ CLOCK: Callable[[], float] = time.time
 """The time tokens are issued and checked at, and budgets' days start at (tests move it)."""
 
 _TOOL = {"run": "create_task_run", "group": "create_task_group"}
+R = TypeVar("R")
 
 
 class SpendRefused(ParallelMCPError):
@@ -93,6 +94,30 @@ def group_spend(request: GroupRequest, *, idempotency_key: str | None = None, fo
     return Spend(
         "group", request.processor, len(request.inputs), request.price, summary, fingerprint, idempotency_key, force_new
     )
+
+
+@dataclass(frozen=True)
+class CreateCall(Generic[R]):
+    """A create tool's call: its arguments, the request it would send, and what that would spend."""
+
+    args: CreateRunArguments | CreateGroupArguments
+    request: R
+    spend: Spend
+
+
+def run_call(arguments: dict[str, Any], settings: Settings) -> CreateCall[TaskRunInput]:
+    """`create_task_run`'s arguments, parsed (`ArgumentError` names what is wrong)."""
+    args = parse(CreateRunArguments, arguments)
+    body = run_body(args, default_processor=settings.default_processor)
+    return CreateCall(args, body, run_spend(body, idempotency_key=args.idempotency_key, force_new=args.force_new))
+
+
+def group_call(arguments: dict[str, Any], settings: Settings) -> CreateCall[GroupRequest]:
+    """`create_task_group`'s arguments, parsed (`ArgumentError` names what is wrong)."""
+    args = parse(CreateGroupArguments, arguments)
+    request = group_request(args, default_processor=settings.default_processor)
+    spend = group_spend(request, idempotency_key=args.idempotency_key, force_new=args.force_new)
+    return CreateCall(args, request, spend)
 
 
 async def repeats(app: AppContext, owner: str, spend: Spend) -> bool:
@@ -220,20 +245,8 @@ def _arguments(ctx: Context[Any, Any]) -> dict[str, Any]:
     return dict(cast(Mapping[str, Any], arguments)) if isinstance(arguments, Mapping) else {}
 
 
-def _run_spend_of(arguments: dict[str, Any], settings: Settings) -> Spend:
-    args = parse(CreateRunArguments, arguments)
-    body = run_body(args, default_processor=settings.default_processor)
-    return run_spend(body, idempotency_key=args.idempotency_key, force_new=args.force_new)
-
-
-def _group_spend_of(arguments: dict[str, Any], settings: Settings) -> Spend:
-    args = parse(CreateGroupArguments, arguments)
-    request = group_request(args, default_processor=settings.default_processor)
-    return group_spend(request, idempotency_key=args.idempotency_key, force_new=args.force_new)
-
-
 async def _ask(
-    ctx: Context[Any, Any], spend_of: Callable[[dict[str, Any], Settings], Spend]
+    ctx: Context[Any, Any], call_of: Callable[[dict[str, Any], Settings], CreateCall[Any]]
 ) -> Elicit[Confirm] | Confirm:
     """Ask the user when the tool body will need their yes; in every other case ask nothing.
 
@@ -246,7 +259,7 @@ async def _ask(
     if limit is None or arguments.get("confirm_token") or not can_elicit(ctx):
         return NOT_ASKED
     try:
-        spend = spend_of(arguments, app.settings)
+        spend = call_of(arguments, app.settings).spend
         if not needs_confirmation(app.settings, spend):
             return NOT_ASKED
         check_cost(spend.processor, app.settings.max_cost_usd)
@@ -262,9 +275,9 @@ async def _ask(
 
 async def ask_to_spend_on_run(ctx: Context[Any, Any]) -> Elicit[Confirm] | Confirm:
     """Resolver of `create_task_run`: the user's yes to a run above `confirm_above_usd`."""
-    return await _ask(ctx, _run_spend_of)
+    return await _ask(ctx, run_call)
 
 
 async def ask_to_spend_on_group(ctx: Context[Any, Any]) -> Elicit[Confirm] | Confirm:
     """Resolver of `create_task_group`: the user's yes to a group above `confirm_above_usd`."""
-    return await _ask(ctx, _group_spend_of)
+    return await _ask(ctx, group_call)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Generator
 from contextlib import contextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from mcp.server.mcpserver import Context, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
@@ -21,16 +21,12 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from parallel_mcp import tool_schemas
 from parallel_mcp.arguments import (
-    CreateGroupArguments,
-    CreateRunArguments,
     GetGroupArguments,
     GetRunArguments,
     ListRunsArguments,
-    group_request,
     object_id,
     page_fields,
     parse,
-    run_body,
 )
 from parallel_mcp.deadline import call_deadline
 from parallel_mcp.errors import ParallelMCPError
@@ -42,14 +38,14 @@ from parallel_mcp.runs import Caller, PageRequest
 from parallel_mcp.runtime import AppContext, caller
 from parallel_mcp.spending import (
     Confirm,
-    Spend,
+    CreateCall,
     ask_to_spend_on_group,
     ask_to_spend_on_run,
     confirmation_step,
-    group_spend,
+    group_call,
     guard,
     repeats,
-    run_spend,
+    run_call,
 )
 from parallel_mcp.store import IntentKind
 from parallel_mcp.views import (
@@ -67,6 +63,8 @@ logger = logging.getLogger(__name__)
 
 ToolContext = Context[AppContext, Any]
 V = TypeVar("V")
+Req = TypeVar("Req", contravariant=True)
+Made = TypeVar("Made", bound=TaskRunView | TaskGroupView, covariant=True)
 
 
 def _hints(title: str, *, creates: bool, open_world: bool = True) -> ToolAnnotations:
@@ -152,11 +150,6 @@ def _tool_errors(*, run_id: str | None = None, group_id: str | None = None) -> G
         raise ToolError(unexpected_error_message(exc)) from None
 
 
-def _intent(args: CreateRunArguments | CreateGroupArguments) -> dict[str, Any]:
-    """What names a create's intent beyond its body (see intents)."""
-    return {"idempotency_key": args.idempotency_key, "force_new": args.force_new}
-
-
 async def _waited(app: AppContext, wait_seconds: float | None, call: Callable[[float], Awaitable[V]]) -> V:
     """Run `call` with the call's wait, under the call's deadline: its wait and a small margin, passed
     down to every request and retry."""
@@ -165,12 +158,25 @@ async def _waited(app: AppContext, wait_seconds: float | None, call: Callable[[f
         return await call(wait)
 
 
+class Creates(Protocol[Req, Made]):
+    """A service that creates once per intent: `RunService` (runs) or `GroupService` (task groups)."""
+
+    async def create(
+        self,
+        who: Caller,
+        request: Req,
+        /,
+        *,
+        wait: float,
+        sink: ProgressSink | None,
+        idempotency_key: str | None = ...,
+        force_new: bool = ...,
+        repeat_only: bool = ...,
+    ) -> Made: ...
+
+
 async def _create(
-    ctx: ToolContext,
-    approval: ElicitationResult[Confirm],
-    args: CreateRunArguments | CreateGroupArguments,
-    spend: Spend,
-    create: Callable[[Caller, float, bool], Awaitable[TaskRunView | TaskGroupView]],
+    ctx: ToolContext, approval: ElicitationResult[Confirm], call: CreateCall[Req], service: Creates[Req, Made]
 ) -> CallToolResult:
     """A create past the spending guards: refused, waiting for the user's yes, or sent and waited on.
 
@@ -178,6 +184,7 @@ async def _create(
     the service, told so, sends nothing if it turns out not to be one after all.
     """
     app = ctx.request_context.lifespan_context
+    args, spend = call.args, call.spend
     check_cost(spend.processor, app.settings.max_cost_usd)
     who = await caller(app, ctx.headers)
     repeat = await repeats(app, who.owner, spend)
@@ -185,7 +192,19 @@ async def _create(
         pending = await guard(app, ctx, who.owner, spend, token=args.confirm_token, approval=approval)
         if pending is not None:
             return _confirm(app, pending, spend.kind)
-    view = await _waited(app, args.wait_seconds, lambda wait: create(who, wait, repeat))
+
+    def create(wait: float) -> Awaitable[Made]:
+        return service.create(
+            who,
+            call.request,
+            wait=wait,
+            sink=_sink(ctx),
+            idempotency_key=args.idempotency_key,
+            force_new=args.force_new,
+            repeat_only=repeat,
+        )
+
+    view = await _waited(app, args.wait_seconds, create)
     return _respond(app, view, link=spend.kind == "run" and _modern(ctx))
 
 
@@ -216,19 +235,9 @@ async def create_task_run(
     first run. No cancel.
     """
     given = _given(locals())
-    app = ctx.request_context.lifespan_context
     with _tool_errors():
-        args = parse(CreateRunArguments, given)
-        body = run_body(args, default_processor=app.settings.default_processor)
-        return await _create(
-            ctx,
-            approval,
-            args,
-            run_spend(body, **_intent(args)),
-            lambda who, wait, repeat: app.runs.create(
-                who, body, wait=wait, sink=_sink(ctx), repeat_only=repeat, **_intent(args)
-            ),
-        )
+        app = ctx.request_context.lifespan_context
+        return await _create(ctx, approval, run_call(given, app.settings), app.runs)
 
 
 async def get_task_run(
@@ -294,19 +303,9 @@ async def create_task_group(
     Arguments as in create_task_run. Waits up to wait_seconds; then call get_task_group.
     """
     given = _given(locals())
-    app = ctx.request_context.lifespan_context
     with _tool_errors():
-        args = parse(CreateGroupArguments, given)
-        request = group_request(args, default_processor=app.settings.default_processor)
-        return await _create(
-            ctx,
-            approval,
-            args,
-            group_spend(request, **_intent(args)),
-            lambda who, wait, repeat: app.groups.create(
-                who, request, wait=wait, sink=_sink(ctx), repeat_only=repeat, **_intent(args)
-            ),
-        )
+        app = ctx.request_context.lifespan_context
+        return await _create(ctx, approval, group_call(given, app.settings), app.groups)
 
 
 async def get_task_group(
