@@ -15,13 +15,10 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, LiteralString
 
 from parallel_mcp.store import (
-    ACTIVE_STATUSES,
     Claim,
     GroupRecord,
     Intent,
-    JournalEntry,
     RunRecord,
-    StoreError,
     claims,
 )
 from parallel_mcp.store.postgres_connections import PostgresConnections
@@ -44,6 +41,7 @@ class _Statements:
     """PostgreSQL statements as the shared code runs them (its `?` placeholders become psycopg's `%s`)."""
 
     row_lock: LiteralString = " FOR UPDATE"
+    insertion_order: LiteralString = "seq"  # a sequence, renewed when _insert_runs replaces a row
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
@@ -75,13 +73,6 @@ class PostgresStore(PostgresConnections, SharedStore):
     async def _writing(self) -> AsyncGenerator[Statements]:
         async with self._transaction() as conn:
             yield _Statements(conn)
-
-    async def secret(self) -> bytes:
-        async with self._connection() as conn:
-            row = await (await conn.execute("SELECT value FROM meta WHERE key = 'secret'")).fetchone()
-        if row is None:
-            raise StoreError(f"the PostgreSQL store at {self.location} has no installation secret")
-        return bytes.fromhex(str(row[0]))
 
     # -- intents ---------------------------------------------------------------------------------------
 
@@ -119,15 +110,6 @@ class PostgresStore(PostgresConnections, SharedStore):
 
     # -- the journal -----------------------------------------------------------------------------------
 
-    async def update_status(self, owner: str | None, run_id: str, status: str) -> bool:
-        async with self._connection() as conn:
-            cursor = await conn.execute(
-                f"UPDATE runs SET status = %s, updated_at = {_NOW_TEXT}"
-                " WHERE (owner = %s OR %s::text IS NULL) AND run_id = %s AND status != %s",
-                (status, owner, owner, run_id, status),
-            )
-            return cursor.rowcount > 0
-
     async def adopt(self, intent_id: str, run: RunRecord) -> bool:
         async with self._transaction() as conn:
             cursor = await conn.execute(
@@ -142,36 +124,7 @@ class PostgresStore(PostgresConnections, SharedStore):
             await _set_intent(conn, intent_id, "created", run.run_id)
             return True
 
-    async def recent(self, owner: str, *, limit: int, active_only: bool) -> list[JournalEntry]:
-        query = (
-            "SELECT run_id, processor, status, input_excerpt, idempotency_key, interaction_id, created_at, updated_at"
-            " FROM runs WHERE owner = %s"
-        )
-        if active_only:
-            query += " AND status = ANY(%s)"
-        # SQLite sorts NULLs lowest and its rowid is the order of insertion (a replaced row is new).
-        query += " ORDER BY created_at DESC NULLS LAST, seq DESC LIMIT %s"
-        params: tuple[Any, ...] = (owner, list(ACTIVE_STATUSES), limit) if active_only else (owner, limit)
-        async with self._connection() as conn:
-            rows = await (await conn.execute(query, params)).fetchall()
-        return [JournalEntry(*row) for row in rows]
-
     # -- results and deliveries ------------------------------------------------------------------------
-
-    async def put_result(self, owner: str, run_id: str, body: str) -> None:
-        async with self._connection() as conn:
-            await conn.execute(
-                "INSERT INTO results (owner, run_id, body, stored_at) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (owner, run_id) DO UPDATE SET body = EXCLUDED.body, stored_at = EXCLUDED.stored_at",
-                (owner, run_id, body, time.time()),
-            )
-
-    async def first_delivery(self, delivery_id: str, now: float) -> bool:
-        async with self._connection() as conn:
-            cursor = await conn.execute(
-                "INSERT INTO deliveries (id, received_at) VALUES (%s, %s) ON CONFLICT DO NOTHING", (delivery_id, now)
-            )
-            return cursor.rowcount == 1
 
 
 async def _set_intent(conn: Conn, intent_id: str, state: str, target_id: str | None = None) -> None:

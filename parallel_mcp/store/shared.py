@@ -9,12 +9,24 @@ through them in SQLite's `?` style, which the PostgreSQL seam rewrites. What dif
 from __future__ import annotations
 
 import abc
+import datetime as dt
 import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, LiteralString, Protocol
 
-from parallel_mcp.store import Claim, Intent, Redeemed, Store, TaskRecord, claims, redeemed
+from parallel_mcp.store import (
+    ACTIVE_STATUSES,
+    Claim,
+    Intent,
+    JournalEntry,
+    Redeemed,
+    Store,
+    StoreError,
+    TaskRecord,
+    claims,
+    redeemed,
+)
 
 SET_INTENT: Final = "UPDATE intents SET state = ?, target_id = COALESCE(?, target_id), updated_at = ? WHERE id = ?"
 _TASK_COLUMNS: Final = "task_id, owner, kind, target_id, shaping, created_at"
@@ -26,6 +38,8 @@ class Statements(Protocol):
     row_lock: LiteralString
     """What a SELECT appends to lock the rows it reads until the transaction ends ("" where the whole
     transaction is exclusive, as SQLite's `BEGIN IMMEDIATE`)."""
+    insertion_order: LiteralString
+    """A column of `runs` that grows as rows are written, a replaced row taking a new value."""
 
     async def one(self, sql: LiteralString, params: Sequence[Any] = ()) -> Sequence[Any] | None:
         """The first row of a query, or None."""
@@ -40,6 +54,11 @@ class Statements(Protocol):
         ...
 
 
+def utc_now_text() -> str:
+    """Now as the journal writes times: UTC, to the millisecond (`2026-11-30T22:45:01.123Z`)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class SharedStore(Store):
     """The operations whose SQL both dialects share, over the store's own `Statements`."""
 
@@ -50,6 +69,13 @@ class SharedStore(Store):
     @abc.abstractmethod
     def _writing(self) -> AbstractAsyncContextManager[Statements]:
         """Statements in one transaction, committed at the end of the block."""
+
+    async def secret(self) -> bytes:
+        async with self._reading() as db:
+            row = await db.one("SELECT value FROM meta WHERE key = 'secret'")
+        if row is None:
+            raise StoreError(f"the store at {self.location} has no installation secret")
+        return bytes.fromhex(str(row[0]))
 
     async def intent(self, intent_id: str, *, now: float) -> Claim | None:
         async with self._reading() as db:
@@ -67,6 +93,30 @@ class SharedStore(Store):
         async with self._reading() as db:
             await db.run("DELETE FROM intents WHERE id = ?", (intent_id,))
 
+    async def update_status(self, owner: str | None, run_id: str, status: str) -> bool:
+        async with self._reading() as db:
+            changed = await db.run(
+                "UPDATE runs SET status = ?, updated_at = ?"
+                " WHERE (owner = ? OR CAST(? AS TEXT) IS NULL) AND run_id = ? AND status != ?",
+                (status, utc_now_text(), owner, owner, run_id, status),
+            )
+        return changed > 0
+
+    async def recent(self, owner: str, *, limit: int, active_only: bool) -> list[JournalEntry]:
+        query = (
+            "SELECT run_id, processor, status, input_excerpt, idempotency_key, interaction_id, created_at, updated_at"
+            " FROM runs WHERE owner = ?"
+        )
+        params: list[Any] = [owner]
+        if active_only:
+            query += f" AND status IN ({', '.join('?' for _ in ACTIVE_STATUSES)})"
+            params += ACTIVE_STATUSES
+        async with self._reading() as db:
+            # Newest first; runs created in the same instant in the order they were written (or replaced).
+            query += f" ORDER BY created_at DESC NULLS LAST, {db.insertion_order} DESC LIMIT ?"
+            rows = await db.all(query, [*params, limit])
+        return [JournalEntry(*row) for row in rows]
+
     async def run_status(self, owner: str, run_id: str) -> str | None:
         async with self._reading() as db:
             row = await db.one("SELECT status FROM runs WHERE owner = ? AND run_id = ?", (owner, run_id))
@@ -80,6 +130,21 @@ class SharedStore(Store):
                 (owner, target_id, owner, target_id),
             )
         return bool(row and row[0])
+
+    async def put_result(self, owner: str, run_id: str, body: str) -> None:
+        async with self._reading() as db:
+            await db.run(
+                "INSERT INTO results (owner, run_id, body, stored_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (owner, run_id) DO UPDATE SET body = excluded.body, stored_at = excluded.stored_at",
+                (owner, run_id, body, time.time()),
+            )
+
+    async def first_delivery(self, delivery_id: str, now: float) -> bool:
+        async with self._reading() as db:
+            added = await db.run(
+                "INSERT INTO deliveries (id, received_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (delivery_id, now)
+            )
+        return added == 1
 
     async def get_result(self, owner: str, run_id: str) -> str | None:
         async with self._reading() as db:

@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, LiteralString, TypeVar
 
 from parallel_mcp.store import (
-    ACTIVE_STATUSES,
     Claim,
     GroupRecord,
     Intent,
-    JournalEntry,
     RunRecord,
     StoreError,
     claims,
@@ -104,6 +102,7 @@ class _Statements:
     end inside the store's lock."""
 
     row_lock: LiteralString = ""  # a write transaction (BEGIN IMMEDIATE) already excludes every other
+    insertion_order: LiteralString = "rowid"  # INSERT OR REPLACE gives a replaced row a new one
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
@@ -181,10 +180,6 @@ class SQLiteStore(SharedStore):
                 self._db.close()
                 self._db = None
 
-    async def secret(self) -> bytes:
-        row = self._run(lambda db: db.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone())
-        return bytes.fromhex(str(row[0]))
-
     # -- intents ---------------------------------------------------------------------------------
 
     async def claim(self, intent: Intent, *, window: float, now: float) -> Claim:
@@ -245,18 +240,6 @@ class SQLiteStore(SharedStore):
 
     # -- the journal ---------------------------------------------------------------------------------
 
-    async def update_status(self, owner: str | None, run_id: str, status: str) -> bool:
-        changed = self._run(
-            lambda db: (
-                db.execute(
-                    "UPDATE runs SET status = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-                    " WHERE (owner = ? OR ? IS NULL) AND run_id = ? AND status != ?",
-                    (status, owner, owner, run_id, status),
-                ).rowcount
-            )
-        )
-        return changed > 0
-
     async def adopt(self, intent_id: str, run: RunRecord) -> bool:
         with self._transaction() as db:
             row = db.execute(
@@ -270,33 +253,4 @@ class SQLiteStore(SharedStore):
             self._set_intent(db, intent_id, "created", run.run_id)
             return True
 
-    async def recent(self, owner: str, *, limit: int, active_only: bool) -> list[JournalEntry]:
-        query = (
-            "SELECT run_id, processor, status, input_excerpt, idempotency_key, interaction_id, created_at, updated_at"
-            " FROM runs WHERE owner = ?"
-        )
-        if active_only:
-            query += f" AND status IN ({', '.join(repr(s) for s in ACTIVE_STATUSES)})"
-        query += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
-        rows = self._run(lambda db: db.execute(query, (owner, limit)).fetchall())
-        return [JournalEntry(*row) for row in rows]
-
     # -- results and deliveries ----------------------------------------------------------------------
-
-    async def put_result(self, owner: str, run_id: str, body: str) -> None:
-        self._run(
-            lambda db: db.execute(
-                "INSERT OR REPLACE INTO results (owner, run_id, body, stored_at) VALUES (?, ?, ?, ?)",
-                (owner, run_id, body, time.time()),
-            )
-        )
-
-    async def first_delivery(self, delivery_id: str, now: float) -> bool:
-        changed = self._run(
-            lambda db: (
-                db.execute(
-                    "INSERT OR IGNORE INTO deliveries (id, received_at) VALUES (?, ?)", (delivery_id, now)
-                ).rowcount
-            )
-        )
-        return changed == 1
