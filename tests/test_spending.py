@@ -147,7 +147,9 @@ async def test_a_repeat_of_a_confirmed_create_returns_its_run_without_asking_aga
 @pytest.mark.parametrize("tool", ["create_task_run", "create_task_group"])
 async def test_the_user_is_asked_once_for_a_create_and_not_again_for_its_repeat(tool: str) -> None:
     asked = Asked("accept")
-    arguments = QUESTION if tool == "create_task_run" else {"inputs": ["a", "b"], "processor": "lite"}
+    arguments = (
+        QUESTION if tool == "create_task_run" else {"inputs": ["a", "b"], "processor": "lite", "wait_seconds": 0}
+    )
     async with (
         emulator_client(EmulatorConfig(frozen=True)) as (emulator, client),
         Client(_server(client, confirm_above_usd=0.001), elicitation_callback=asked) as mcp,
