@@ -150,7 +150,12 @@ def test_random_create_bodies_never_get_an_undocumented_answer(client: httpx2.Cl
 
 
 @FUZZ
-@given(run_id=st.text(min_size=1, max_size=30), suffix=st.sampled_from(["", "/input", "/result?timeout=0"]))
+# "." and ".." are dot segments: every HTTP client removes them from the path before sending, so they
+# never reach a server as ids.
+@given(
+    run_id=st.text(min_size=1, max_size=30).filter(lambda text: text not in (".", "..")),
+    suffix=st.sampled_from(["", "/input", "/result?timeout=0"]),
+)
 @example(run_id="/", suffix="")  # the path then ends in a slash: once answered with a 307 redirect
 def test_random_run_ids_are_404_in_the_error_shape(client: httpx2.Client, run_id: str, suffix: str) -> None:
     response = client.get(f"/v1/tasks/runs/{quote(run_id, safe='')}{suffix}")
