@@ -107,6 +107,9 @@ def emu() -> Generator[RunningEmulator]:
     config = EmulatorConfig(api_key="fuzz", frozen=True, mcp_timeout=0.5)
     with start_blocking_portal() as portal, portal.wrap_async_context_manager(serve_emulator(config)) as running:
         yield running
+    # Whichever of this module's tests ran here (test workers share them out), none of their requests got a 5xx.
+    failed = {record.status for record in running.state.request_log if record.status is None or record.status >= 500}
+    assert not failed, f"fuzzed requests answered {failed}"
 
 
 @pytest.fixture(scope="module")
@@ -187,11 +190,3 @@ def test_group_create_accepts_metadata_or_answers_422_in_the_fastapi_shape(clien
         TaskGroup.model_validate(response.json())
     else:
         _check_fastapi_422(response)
-
-
-def test_no_fuzzed_request_ever_got_a_500(emu: RunningEmulator, client: httpx2.Client) -> None:
-    # Runs last in this module; the log covers every request the examples above sent.
-    assert client.get("/v1/tasks/runs/none").status_code == 404
-    statuses = {record.status for record in emu.state.request_log}
-    assert len(emu.state.request_log) > 100
-    assert not {s for s in statuses if s is None or s >= 500}, statuses
