@@ -8,16 +8,19 @@ maps errors in `_tool_errors` (what the agent can act on becomes a tool error wo
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Generator
 from contextlib import contextmanager
-from typing import Annotated, Any, Protocol, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, Protocol, TypeVar, cast, get_args, get_type_hints
 
 from mcp.server.mcpserver import Context, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel
 
 from parallel_mcp import tool_schemas
 from parallel_mcp.arguments import (
@@ -344,14 +347,47 @@ _TOOLS: list[tuple[Callable[..., Any], tool_schemas.Schema, ToolAnnotations]] = 
 ]
 
 
+OUTPUT_SCHEMAS = Path(__file__).with_name("output_schemas.json")
+"""Each tool's published output schema, derived from its view by `derive_output_schemas` (see `build_tools`)."""
+
+
 def build_tools() -> list[Tool]:
-    """The server's tools, each with its portable input schema in place of the one derived from its signature
-    and its output schema compacted."""
+    """The server's tools, each with its portable input schema in place of the one derived from its signature,
+    and its compacted output schema.
+
+    The SDK would derive every output schema from its view at each start (about 10 ms for the five); they are
+    derived once into `output_schemas.json` instead, and a test checks that the file is what the views give.
+    """
+    outputs = cast(dict[str, tool_schemas.Schema], json.loads(OUTPUT_SCHEMAS.read_text(encoding="utf-8")))
     tools: list[Tool] = []
     for function, schema, hints in _TOOLS:
-        tool = Tool.from_function(function, description=_description(function), annotations=hints)
+        tool = Tool.from_function(
+            function, description=_description(function), annotations=hints, structured_output=False
+        )
         tool.parameters = schema
-        if (output := tool.fn_metadata.output_schema) is not None:
-            tool.fn_metadata.output_schema = tool_schemas.compact_output(output)
+        tool.fn_metadata.output_model = _output_model(function)
+        tool.fn_metadata.output_schema = outputs[tool.name]
         tools.append(tool)
     return tools
+
+
+def _output_model(function: Callable[..., Any]) -> type[BaseModel]:
+    """The view a tool's result is checked against: `X` of its `Annotated[CallToolResult, X]` return type."""
+    returned = get_type_hints(function, include_extras=True)["return"]
+    return cast(type[BaseModel], get_args(returned)[1])
+
+
+def derive_output_schemas() -> dict[str, tool_schemas.Schema]:
+    """Each tool's output schema as the SDK derives it from the tool's view, compacted."""
+    derived: dict[str, tool_schemas.Schema] = {}
+    for function, _schema, _hints in _TOOLS:
+        output = Tool.from_function(function).fn_metadata.output_schema
+        assert output is not None, function.__name__
+        derived[function.__name__] = tool_schemas.compact_output(output)
+    return derived
+
+
+if __name__ == "__main__":  # `python -m parallel_mcp.tools`: rewrite output_schemas.json after changing a view
+    OUTPUT_SCHEMAS.write_text(
+        json.dumps(derive_output_schemas(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )

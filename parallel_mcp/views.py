@@ -16,7 +16,7 @@ from parallel_mcp.models import ErrorObject, McpToolCall, TaskRunStatus
 class View(BaseModel):
     """Base for tool results."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class CitationRef(View):

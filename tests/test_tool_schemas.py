@@ -23,6 +23,7 @@ from parallel_mcp.arguments import (
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.models import TaskRunInput
 from parallel_mcp.tool_schemas import compact_output
+from parallel_mcp.tools import OUTPUT_SCHEMAS, derive_output_schemas
 from tests.support import mcp_session, structured
 
 pytestmark = pytest.mark.anyio
@@ -199,3 +200,8 @@ async def test_published_output_schemas_accept_real_results_and_are_as_portable_
         for path, node in walk(tool.output_schema):
             if not path.endswith("/properties"):
                 assert not isinstance(node.get("type"), list), f"{tool.name}{path}: a type array"
+
+
+def test_the_output_schemas_file_is_what_the_views_derive() -> None:
+    published = json.loads(OUTPUT_SCHEMAS.read_text(encoding="utf-8"))
+    assert published == derive_output_schemas(), "a view changed: run `uv run python -m parallel_mcp.tools`"
