@@ -112,8 +112,9 @@ class SharedStore(Store):
             query += f" AND status IN ({', '.join('?' for _ in ACTIVE_STATUSES)})"
             params += ACTIVE_STATUSES
         async with self._reading() as db:
-            # Newest first; runs created in the same instant in the order they were written (or replaced).
-            query += f" ORDER BY created_at DESC NULLS LAST, {db.insertion_order} DESC LIMIT ?"
+            # Newest first, runs of no known time last (NULLS LAST, spelt for SQLite before 3.30), and runs
+            # created in the same instant in the order they were written (or replaced).
+            query += f" ORDER BY created_at IS NULL, created_at DESC, {db.insertion_order} DESC LIMIT ?"
             rows = await db.all(query, [*params, limit])
         return [JournalEntry(*row) for row in rows]
 

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MEMORY = ":memory:"
+MIN_SQLITE = (3, 24)
+"""`INSERT ... ON CONFLICT`, which the shared operations use (2018; Python's own builds bundle newer)."""
 T = TypeVar("T")
 
 
@@ -129,6 +131,12 @@ class SQLiteStore(SharedStore):
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             import sqlite3
+
+            if sqlite3.sqlite_version_info < MIN_SQLITE:
+                raise StoreError(
+                    f"the run journal needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer (for upserts), and this "
+                    f"Python has {sqlite3.sqlite_version}: use a newer Python build (uv's include one)"
+                )
 
             try:
                 self._db = _connect(self.location)

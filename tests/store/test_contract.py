@@ -197,6 +197,15 @@ async def test_the_journal_lists_an_owners_runs_newest_first_with_their_latest_s
     assert (entry.status, entry.idempotency_key) == ("queued", "kb")
 
 
+async def test_the_journal_puts_runs_of_unknown_time_last_and_ties_in_the_order_written(store: Store) -> None:
+    for index, created_at in enumerate([None, "2026-11-28T10:00:01Z", "2026-11-28T10:00:01Z"], start=1):
+        intent = await claim(store, fingerprint=f"fp{index}")
+        record = replace(run(f"trun_{index}"), created_at=created_at)
+        await store.created(intent.intent_id, "alice", record, idempotency_key=None)
+    listed = await store.recent("alice", limit=10, active_only=False)
+    assert [e.run_id for e in listed] == ["trun_3", "trun_2", "trun_1"]
+
+
 async def test_ownership_covers_runs_and_groups_and_never_crosses_owners(store: Store) -> None:
     intent = await claim(store)
     await store.created(intent.intent_id, "alice", run("trun_1"), idempotency_key=None)

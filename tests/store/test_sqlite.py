@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from parallel_mcp.store import Claim, Intent, RunRecord
+from parallel_mcp.store import Claim, Intent, RunRecord, StoreError
 from parallel_mcp.store.sqlite import MEMORY, SCHEMA_VERSION, SQLiteStore
 
 pytestmark = pytest.mark.anyio
@@ -84,3 +84,11 @@ async def test_an_unusable_path_falls_back_to_memory_with_a_warning(
     assert [e.run_id for e in await store.recent("alice", limit=5, active_only=False)] == ["trun_1"]
     assert "unavailable" in caplog.text and "keeping it in memory" in caplog.text
     await store.close()
+
+
+async def test_a_sqlite_too_old_for_upserts_is_named_with_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 22, 0))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.22.0")
+    store = SQLiteStore(MEMORY)
+    with pytest.raises(StoreError, match=r"needs SQLite 3\.24 or newer .* has 3\.22\.0: use a newer Python build"):
+        await store.secret()
