@@ -42,6 +42,7 @@ class _Statements:
 
     row_lock: LiteralString = " FOR UPDATE"
     insertion_order: LiteralString = "seq"  # a sequence, renewed when _insert_runs replaces a row
+    nulls_last: LiteralString = " NULLS LAST"  # NULLs sort highest here
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn

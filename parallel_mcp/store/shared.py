@@ -40,6 +40,8 @@ class Statements(Protocol):
     transaction is exclusive, as SQLite's `BEGIN IMMEDIATE`)."""
     insertion_order: LiteralString
     """A column of `runs` that grows as rows are written, a replaced row taking a new value."""
+    nulls_last: LiteralString
+    """What a descending ORDER BY term needs to put NULLs last ("" where they already go last)."""
 
     async def one(self, sql: LiteralString, params: Sequence[Any] = ()) -> Sequence[Any] | None:
         """The first row of a query, or None."""
@@ -112,9 +114,8 @@ class SharedStore(Store):
             query += f" AND status IN ({', '.join('?' for _ in ACTIVE_STATUSES)})"
             params += ACTIVE_STATUSES
         async with self._reading() as db:
-            # Newest first, runs of no known time last (NULLS LAST, spelt for SQLite before 3.30), and runs
-            # created in the same instant in the order they were written (or replaced).
-            query += f" ORDER BY created_at IS NULL, created_at DESC, {db.insertion_order} DESC LIMIT ?"
+            # Newest first, runs of no known time last, runs of one instant in the order they were written.
+            query += f" ORDER BY created_at DESC{db.nulls_last}, {db.insertion_order} DESC LIMIT ?"
             rows = await db.all(query, [*params, limit])
         return [JournalEntry(*row) for row in rows]
 

@@ -105,6 +105,7 @@ class _Statements:
 
     row_lock: LiteralString = ""  # a write transaction (BEGIN IMMEDIATE) already excludes every other
     insertion_order: LiteralString = "rowid"  # INSERT OR REPLACE gives a replaced row a new one
+    nulls_last: LiteralString = ""  # NULLs sort lowest: a descending order ends with them (and keeps the index)
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
