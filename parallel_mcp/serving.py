@@ -64,8 +64,12 @@ class PromptlyStopping(uvicorn.Server):
             for server in self.servers:
                 await server.wait_closed()
         if grace.cancelled_caught and self.server_state.tasks:
-            logger.warning(
-                "Stopping: cancelling %d request(s) still running after the grace period", len(self.server_state.tasks)
+            # With no grace at all (the in-process emulator) cancelling is the plan, not news.
+            level = logging.WARNING if self.config.timeout_graceful_shutdown else logging.DEBUG
+            logger.log(
+                level,
+                "Stopping: cancelling %d request(s) still running after the grace period",
+                len(self.server_state.tasks),
             )
             for task in self.server_state.tasks:
                 task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
