@@ -66,12 +66,12 @@ class PostgresStore(PostgresConnections, SharedStore):
     """The store in a PostgreSQL database, shared by every replica that has its URL."""
 
     @asynccontextmanager
-    async def _reading(self) -> AsyncGenerator[Statements]:
+    async def _autocommit(self) -> AsyncGenerator[Statements]:
         async with self._connection() as conn:
             yield _Statements(conn)
 
     @asynccontextmanager
-    async def _writing(self) -> AsyncGenerator[Statements]:
+    async def _atomic(self) -> AsyncGenerator[Statements]:
         async with self._transaction() as conn:
             yield _Statements(conn)
 

@@ -1,7 +1,7 @@
 """What both stores do the same way, written once.
 
-Each store opens `Statements` on its own connection: `_reading` runs statements one at a time, each
-committed as it runs; `_writing` runs them in one transaction. The operations here send their SQL
+Each store opens `Statements` on its own connection: `_autocommit` runs statements one at a time, each
+committed as it runs; `_atomic` runs them in one transaction. The operations here send their SQL
 through them in SQLite's `?` style, which the PostgreSQL seam rewrites. What differs by dialect
 (upserts, advisory locks, ordering, the journal's inserts) stays in each store.
 """
@@ -65,38 +65,38 @@ class SharedStore(Store):
     """The operations whose SQL both dialects share, over the store's own `Statements`."""
 
     @abc.abstractmethod
-    def _reading(self) -> AbstractAsyncContextManager[Statements]:
+    def _autocommit(self) -> AbstractAsyncContextManager[Statements]:
         """Statements that each commit as they run."""
 
     @abc.abstractmethod
-    def _writing(self) -> AbstractAsyncContextManager[Statements]:
+    def _atomic(self) -> AbstractAsyncContextManager[Statements]:
         """Statements in one transaction, committed at the end of the block."""
 
     async def secret(self) -> bytes:
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             row = await db.one("SELECT value FROM meta WHERE key = 'secret'")
         if row is None:
             raise StoreError(f"the store at {self.location} has no installation secret")
         return bytes.fromhex(str(row[0]))
 
     async def intent(self, intent_id: str, *, now: float) -> Claim | None:
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             return await claims.find(db, intent_id, now=now)
 
     async def earlier(self, intent: Intent, *, window: float, now: float) -> Claim | None:
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             return await claims.earlier(db, intent, window=window, now=now)
 
     async def unknown(self, intent_id: str) -> None:
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             await db.run(SET_INTENT, ("unknown", None, time.time(), intent_id))
 
     async def release(self, intent_id: str) -> None:
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             await db.run("DELETE FROM intents WHERE id = ?", (intent_id,))
 
     async def update_status(self, owner: str | None, run_id: str, status: str) -> bool:
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             changed = await db.run(
                 "UPDATE runs SET status = ?, updated_at = ?"
                 " WHERE (owner = ? OR CAST(? AS TEXT) IS NULL) AND run_id = ? AND status != ?",
@@ -113,19 +113,19 @@ class SharedStore(Store):
         if active_only:
             query += f" AND status IN ({', '.join('?' for _ in ACTIVE_STATUSES)})"
             params += ACTIVE_STATUSES
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             # Newest first, runs of no known time last, runs of one instant in the order they were written.
             query += f" ORDER BY created_at DESC{db.nulls_last}, {db.insertion_order} DESC LIMIT ?"
             rows = await db.all(query, [*params, limit])
         return [JournalEntry(*row) for row in rows]
 
     async def run_status(self, owner: str, run_id: str) -> str | None:
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             row = await db.one("SELECT status FROM runs WHERE owner = ? AND run_id = ?", (owner, run_id))
         return None if row is None else str(row[0])
 
     async def owns(self, owner: str, target_id: str) -> bool:
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             row = await db.one(
                 "SELECT EXISTS (SELECT 1 FROM runs WHERE owner = ? AND run_id = ?)"
                 " OR EXISTS (SELECT 1 FROM groups WHERE owner = ? AND group_id = ?)",
@@ -134,7 +134,7 @@ class SharedStore(Store):
         return bool(row and row[0])
 
     async def put_result(self, owner: str, run_id: str, body: str) -> None:
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             await db.run(
                 "INSERT INTO results (owner, run_id, body, stored_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (owner, run_id) DO UPDATE SET body = excluded.body, stored_at = excluded.stored_at",
@@ -142,33 +142,33 @@ class SharedStore(Store):
             )
 
     async def first_delivery(self, delivery_id: str, now: float) -> bool:
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             added = await db.run(
                 "INSERT INTO deliveries (id, received_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (delivery_id, now)
             )
         return added == 1
 
     async def get_result(self, owner: str, run_id: str) -> str | None:
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             row = await db.one("SELECT body FROM results WHERE owner = ? AND run_id = ?", (owner, run_id))
         return None if row is None else str(row[0])
 
     async def create_task(self, task: TaskRecord) -> None:
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             await db.run(
                 f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                 (task.task_id, task.owner, task.kind, task.target_id, task.shaping, task.created_at),
             )
 
     async def task(self, owner: str, task_id: str) -> TaskRecord | None:
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             row = await db.one(
                 f"SELECT {_TASK_COLUMNS}, cancelled_at FROM tasks WHERE owner = ? AND task_id = ?", (owner, task_id)
             )
         return None if row is None else TaskRecord(*row)
 
     async def cancel_task(self, owner: str, task_id: str, now: float) -> bool:
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             changed = await db.run(
                 "UPDATE tasks SET cancelled_at = COALESCE(cancelled_at, ?) WHERE owner = ? AND task_id = ?",
                 (now, owner, task_id),
@@ -176,7 +176,7 @@ class SharedStore(Store):
         return changed > 0
 
     async def spent_since(self, owner: str, since: str) -> float:
-        async with self._reading() as db:
+        async with self._autocommit() as db:
             # A group's runs are journaled with their price too: the group's row counts them once.
             row = await db.one(
                 "SELECT (SELECT COALESCE(SUM(cost_usd), 0) FROM runs"
@@ -187,7 +187,7 @@ class SharedStore(Store):
         return float(row[0]) if row else 0.0
 
     async def issue_confirmation(self, owner: str, token_hash: str, fingerprint: str, expires_at: float) -> None:
-        async with self._writing() as db:
+        async with self._atomic() as db:
             # Long-expired tokens are of no use to anyone, even to explain a refusal.
             await db.run("DELETE FROM confirmations WHERE expires_at < ?", (expires_at - 86_400.0,))
             await db.run(
@@ -196,7 +196,7 @@ class SharedStore(Store):
             )
 
     async def redeem_confirmation(self, owner: str, token_hash: str, fingerprint: str, now: float) -> Redeemed:
-        async with self._writing() as db:
+        async with self._atomic() as db:
             # Concurrent redeems of one token queue on the row (or on SQLite's exclusive transaction).
             row = await db.one(
                 "SELECT fingerprint, expires_at, used_at FROM confirmations WHERE token_hash = ? AND owner = ?"

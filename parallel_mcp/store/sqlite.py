@@ -174,12 +174,12 @@ class SQLiteStore(SharedStore):
             db.execute("COMMIT")
 
     @asynccontextmanager
-    async def _reading(self) -> AsyncGenerator[Statements]:
+    async def _autocommit(self) -> AsyncGenerator[Statements]:
         with self._locked() as db:
             yield _Statements(db)
 
     @asynccontextmanager
-    async def _writing(self) -> AsyncGenerator[Statements]:
+    async def _atomic(self) -> AsyncGenerator[Statements]:
         with self._transaction() as db:
             yield _Statements(db)
 
