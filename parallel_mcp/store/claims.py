@@ -22,6 +22,9 @@ _BY_BODY: Final = (
     f"SELECT {_COLUMNS} FROM intents WHERE owner = ? AND kind = ? AND fingerprint = ?"
     " AND created_at >= ? AND (key_slot = 1 OR fp_slot = 1) ORDER BY created_at DESC LIMIT 1"
 )
+_RELEASE_KEY: Final = (
+    "UPDATE intents SET key_slot = 0 WHERE owner = ? AND kind = ? AND idempotency_key = ? AND key_slot = 1"
+)
 # A body past the window (or passed over by force_new) no longer stands for its intent.
 _RELEASE_BODY: Final = (
     "UPDATE intents SET fp_slot = 0 WHERE owner = ? AND kind = ? AND fingerprint = ? AND fp_slot = 1"
@@ -61,18 +64,14 @@ async def earlier(db: Statements, intent: Intent, *, window: float, now: float) 
 
 async def claim(db: Statements, intent: Intent, *, window: float, now: float) -> Claim:
     """See `Store.claim`."""
+    found = await earlier(db, intent, window=window, now=now)
+    if found is not None:
+        return found
     who = (intent.owner, intent.kind)
     if intent.idempotency_key is not None:
-        earlier = _claim_from(await db.one(_BY_KEY, (*who, intent.idempotency_key)), now)
-        if earlier is not None:
-            if earlier.outcome != "unknown" or not intent.force_new:
-                return earlier
-            await db.run("UPDATE intents SET key_slot = 0 WHERE id = ?", (earlier.intent_id,))
+        # A key whose outcome is unknown, passed over by force_new, names the new intent from now on.
+        await db.run(_RELEASE_KEY, (*who, intent.idempotency_key))
         return await _insert(db, intent, now, key_slot=1, fp_slot=0)
-    if window > 0 and not intent.force_new:
-        earlier = _claim_from(await db.one(_BY_BODY, (*who, intent.fingerprint, now - window)), now)
-        if earlier is not None:
-            return earlier
     await db.run(_RELEASE_BODY, (*who, intent.fingerprint, now - window, intent.force_new))
     return await _insert(db, intent, now, key_slot=0, fp_slot=int(window > 0))
 
