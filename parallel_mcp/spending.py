@@ -153,6 +153,11 @@ def needs_confirmation(settings: Settings, spend: Spend) -> bool:
     return limit is not None and spend.price_usd > limit + EPSILON_USD
 
 
+def guarded(settings: Settings, spend: Spend) -> bool:
+    """True when a spending guard looks at this create: a daily budget, or a price above `confirm_above_usd`."""
+    return settings.daily_budget_usd is not None or needs_confirmation(settings, spend)
+
+
 def can_elicit(ctx: Context[Any, Any]) -> bool:
     """True when this request's client can be asked a question (form elicitation) in this call.
 

@@ -47,6 +47,7 @@ from parallel_mcp.spending import (
     confirmation_step,
     group_call,
     guard,
+    guarded,
     repeats,
     run_call,
 )
@@ -190,7 +191,8 @@ async def _create(
     args, spend = call.args, call.spend
     check_cost(spend.processor, app.settings.max_cost_usd)
     who = await caller(app, ctx.headers)
-    repeat = await repeats(app, who.owner, spend)
+    # Only a create some guard looks at is worth a store read to find out whether it repeats one.
+    repeat = guarded(app.settings, spend) and await repeats(app, who.owner, spend)
     if not repeat:
         pending = await guard(app, ctx, who.owner, spend, token=args.confirm_token, approval=approval)
         if pending is not None:
