@@ -105,3 +105,12 @@ def test_every_setting_is_in_the_readme_table_and_the_documented_config_file() -
     settings = [name for name in Settings.model_fields if name != "transport"]
     assert [name for name in settings if f"`{name}`" not in table] == []
     assert [name for name in settings if not re.search(rf"^#? ?{name} =", documented, re.M)] == []
+
+
+@pytest.mark.parametrize("value", ["0", "11", "abc"])
+def test_a_call_margin_outside_0_to_10_seconds_is_refused_by_its_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("PARALLEL_MCP_CALL_MARGIN_SECONDS", value)
+    with pytest.raises(ConfigError, match="PARALLEL_MCP_CALL_MARGIN_SECONDS"):
+        load_settings()
