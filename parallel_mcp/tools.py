@@ -101,7 +101,7 @@ def _respond(app: AppContext, view: TaskRunView | RunListView | TaskGroupView, *
                 mime_type="text/markdown",
             )
         )
-    return CallToolResult(content=content, structured_content=view.model_dump(mode="json"))
+    return CallToolResult(content=content, structured_content=view.model_dump(mode="json", exclude_none=True))
 
 
 def tool_result(app: AppContext, view: TaskRunView | TaskGroupView) -> CallToolResult:
@@ -114,7 +114,7 @@ def _confirm(app: AppContext, confirmation: ConfirmationNeeded, kind: IntentKind
     step = confirmation_step(confirmation, kind)
     structured: dict[str, Any] = {
         "next_step": step,
-        "confirmation": confirmation.model_dump(mode="json"),
+        "confirmation": confirmation.model_dump(mode="json", exclude_none=True),
         "emulated": app.emulated,
     }
     return CallToolResult(

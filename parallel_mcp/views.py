@@ -1,5 +1,7 @@
 """What the tools return: the structured result models (their JSON schema is each tool's `outputSchema`).
 
+A field that is None is left out of a result, so every field that may be None has a default.
+
 These are views for an agent, not wire objects: compact, paged, with citations numbered once and
 referenced from the basis, and with an explicit next step.
 """
@@ -44,7 +46,9 @@ class PageInfo(View):
         description="What `offset` counts: top-level fields (json output) or characters (text output)."
     )
     offset: int
-    next_offset: int | None = Field(description="Pass as `offset` to get_task_run for the next page; null at the end.")
+    next_offset: int | None = Field(
+        default=None, description="Pass as `offset` to get_task_run for the next page; absent on the last page."
+    )
     total: int = Field(description="Total top-level fields or characters in the whole output.")
     selected_fields: list[str] | None = Field(default=None, description="The `fields` filter that was applied.")
 
