@@ -66,7 +66,7 @@ def create_work(store: Store, label: str) -> Work:
         if claim.outcome != "new":
             raise RuntimeError(f"{store.location}: create {index} found an earlier intent ({claim.outcome})")
         run_id = f"trun_{label}_{index}"
-        record = RunRecord(run_id, processor="lite", status="queued", input_excerpt=f"question {index}")
+        record = RunRecord(run_id=run_id, processor="lite", status="queued", input_excerpt=f"question {index}")
         await store.created(claim.intent_id, OWNER, record, idempotency_key=None)
         await store.update_status(OWNER, run_id, "running")
 
@@ -76,7 +76,7 @@ def create_work(store: Store, label: str) -> Work:
 async def finished_run(store: Store) -> str:
     claim = await store.claim(Intent(OWNER, "run", "finished"), window=600.0, now=time.time())
     run_id = "trun_finished"
-    record = RunRecord(run_id, processor="lite", status="queued", input_excerpt="a finished question")
+    record = RunRecord(run_id=run_id, processor="lite", status="queued", input_excerpt="a finished question")
     await store.created(claim.intent_id, OWNER, record, idempotency_key=None)
     await store.update_status(OWNER, run_id, "completed")
     await store.put_result(OWNER, run_id, RESULT_BODY)
@@ -108,7 +108,9 @@ async def seed_finished_runs(store: Store, owner: str, result: str, count: int) 
     async def seed(index: int, run_id: str) -> None:
         async with limiter:
             claim = await store.claim(Intent(owner, "run", f"seed-{index}"), window=600.0, now=time.time())
-            record = RunRecord(run_id, processor="lite", status="queued", input_excerpt=f"seeded question {index}")
+            record = RunRecord(
+                run_id=run_id, processor="lite", status="queued", input_excerpt=f"seeded question {index}"
+            )
             await store.created(claim.intent_id, owner, record, idempotency_key=None)
             await store.update_status(owner, run_id, "completed")
             await store.put_result(owner, run_id, json.dumps({**body, "run": {**body["run"], "run_id": run_id}}))

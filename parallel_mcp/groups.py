@@ -127,17 +127,15 @@ def page_rows(rows: Sequence[GroupRunRow], *, offset: int, budget_chars: int) ->
     return page, info
 
 
+@dataclass(kw_only=True, eq=False)
 class GroupService:
     """Creates (once per intent), waits on and reads back task groups for the tools."""
 
-    def __init__(
-        self, *, waiter: Waiter, store: Store, intents: Intents, page_budget_chars: int, owned_only: bool = False
-    ) -> None:
-        self.waiter = waiter
-        self.store = store
-        self.intents = intents
-        self.page_budget_chars = page_budget_chars
-        self.owned_only = owned_only
+    waiter: Waiter
+    store: Store
+    intents: Intents
+    page_budget_chars: int
+    owned_only: bool = False
 
     async def create(
         self,

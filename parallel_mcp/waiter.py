@@ -16,7 +16,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 import anyio
 
@@ -155,18 +155,18 @@ def ended_runs(status: TaskGroupStatus) -> int:
     return sum(count for name, count in status.task_run_status_counts.items() if name in TERMINAL_STATUSES)
 
 
+@dataclass(eq=False)
 class Waiter:
-    """Waits on runs and groups for the services; one per server.
+    """Waits on runs and groups for the services; one per server."""
 
-    With `events` (a store whose webhook receiver publishes `run_ended`), a run created with the
-    server's webhook is waited for without any upstream request: the webhook, on whichever replica
-    it lands, says when it ended, and one read returns where it stands.
-    """
-
-    def __init__(self, processors: ProcessorTable, *, interval: float = 4.0, events: Store | None = None) -> None:
-        self.processors = processors
-        self.interval = interval
-        self.events = events
+    processors: ProcessorTable
+    _: KW_ONLY
+    interval: float = 4.0
+    """Seconds between heartbeats: a progress report at least this often while waiting."""
+    events: Store | None = None
+    """A store whose webhook receiver publishes `run_ended`: a run created with the server's webhook
+    is then waited for without any upstream request. The webhook, on whichever replica it lands, says
+    when it ended, and one read returns where it stands."""
 
     async def pushed(
         self,

@@ -27,7 +27,12 @@ async def test_a_repeat_waits_for_the_call_sending_the_first_create_and_gets_its
 
     async def answer_later() -> None:
         await anyio.lowlevel.checkpoint()
-        await store.created(first.intent_id, "alice", RunRecord("trun_1", "lite", "queued", "q"), idempotency_key=None)
+        await store.created(
+            first.intent_id,
+            "alice",
+            RunRecord(run_id="trun_1", processor="lite", status="queued", input_excerpt="q"),
+            idempotency_key=None,
+        )
 
     repeat: Claim | None = None
     with anyio.fail_after(5):

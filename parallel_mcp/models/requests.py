@@ -9,7 +9,7 @@ import datetime as dt
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from parallel_mcp.schema_rules import check_output_schema
 
@@ -22,6 +22,16 @@ MAX_SPEC_AND_INPUT_CHARS = 25_000
 MAX_GROUP_INPUTS = 1000
 
 MetadataValue = str | int | float | bool
+
+
+def _web_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"url {url!r} must be an http(s) URL")
+    return url
+
+
+WebUrl = Annotated[str, Field(min_length=1), AfterValidator(_web_url)]
+"""Where the service sends requests (an MCP server, a webhook)."""
 
 
 class RequestModel(BaseModel):
@@ -156,33 +166,20 @@ class McpServer(RequestModel):
 
     type: Literal["url"] = "url"
     name: str = Field(min_length=1)
-    url: str = Field(min_length=1)
+    url: WebUrl
+    """Of a streamable-HTTP MCP server."""
     headers: dict[str, str] | None = Field(default=None, repr=False)
     """Sent to that server (e.g. an Authorization header); never echoed back."""
     allowed_tools: list[str] | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"url {url!r} must be an http(s) URL of a streamable-HTTP MCP server")
-        return url
 
 
 class Webhook(RequestModel):
     """Where to POST a signed `task_run.status` event when the run ends."""
 
-    url: str = Field(min_length=1)
+    url: WebUrl
     # The spec's default. The docs call the field required with `task_run.status` its only value, so callers that
     # want the event should name it rather than rely on what an empty list means to the service.
     event_types: list[Literal["task_run.status"]] = Field(default_factory=list[Literal["task_run.status"]])
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"url {url!r} must be an http(s) URL")
-        return url
 
 
 class TaskRunInput(RequestModel):

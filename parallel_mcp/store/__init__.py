@@ -90,30 +90,32 @@ class JournalEntry:
     updated_at: str
 
 
-@dataclass(frozen=True)
-class RunRecord:
+@dataclass(frozen=True, kw_only=True)
+class Created:
+    """What the journal keeps of anything a create made: what it runs on, for what input, at what price."""
+
+    processor: str
+    input_excerpt: str
+    created_at: str | None = None
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRecord(Created):
     """What the journal keeps of a run when it is created."""
 
     run_id: str
-    processor: str
     status: str
-    input_excerpt: str
     interaction_id: str | None = None
-    created_at: str | None = None
     group_id: str | None = None
-    cost_usd: float = 0.0
 
 
-@dataclass(frozen=True)
-class GroupRecord:
+@dataclass(frozen=True, kw_only=True)
+class GroupRecord(Created):
     """What the journal keeps of a task group when it is created."""
 
     group_id: str
-    processor: str
-    input_excerpt: str
     num_runs: int
-    created_at: str | None = None
-    cost_usd: float = 0.0
 
 
 @dataclass(frozen=True)

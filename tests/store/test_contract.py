@@ -309,7 +309,14 @@ async def test_spending_since_a_time_counts_runs_and_groups_once_per_owner(store
     old = await claim(store, fingerprint="fp-old")
     await store.created(old.intent_id, "alice", run("trun_0", created_at="2026-11-27T23:59:59Z"), idempotency_key=None)
     group = await claim(store, fingerprint="fp-group", kind="group")
-    record = GroupRecord("tgrp_1", "lite", "row", 2, created_at="2026-11-28T11:00:00.5Z", cost_usd=0.01)
+    record = GroupRecord(
+        group_id="tgrp_1",
+        processor="lite",
+        input_excerpt="row",
+        num_runs=2,
+        created_at="2026-11-28T11:00:00.5Z",
+        cost_usd=0.01,
+    )
     await store.group_created(group.intent_id, "alice", record)
     rows = [replace(run(f"trun_g{n}", created_at="2026-11-28T11:00:01Z"), group_id="tgrp_1") for n in (1, 2)]
     await store.group_filled(group.intent_id, "alice", rows)

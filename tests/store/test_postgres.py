@@ -52,7 +52,9 @@ async def until(predicate: Callable[[], bool], seconds: float = 10) -> None:
 
 
 def run(run_id: str) -> RunRecord:
-    return RunRecord(run_id, processor="lite", status="queued", input_excerpt="q", created_at="2026-11-28T10:00:00Z")
+    return RunRecord(
+        run_id=run_id, processor="lite", status="queued", input_excerpt="q", created_at="2026-11-28T10:00:00Z"
+    )
 
 
 def rows(url: str, query: str) -> list[tuple[object, ...]]:

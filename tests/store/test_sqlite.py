@@ -64,7 +64,12 @@ async def test_a_journal_of_parallel_mcp_0_1_is_migrated_and_keeps_its_runs(tmp_
     store = SQLiteStore(path)
     (entry,) = await store.recent("alice", limit=5, active_only=False)
     claim = await store.claim(Intent("alice", "run", "f"), window=60, now=NOW)
-    await store.created(claim.intent_id, "alice", RunRecord("trun_new", "lite", "queued", "q"), idempotency_key=None)
+    await store.created(
+        claim.intent_id,
+        "alice",
+        RunRecord(run_id="trun_new", processor="lite", status="queued", input_excerpt="q"),
+        idempotency_key=None,
+    )
     await store.close()
     assert entry.run_id == "trun_old" and entry.status == "completed"
     with sqlite3.connect(path) as db:
@@ -79,7 +84,12 @@ async def test_an_unusable_path_falls_back_to_memory_with_a_warning(
     blocker.write_text("")
     store = SQLiteStore(blocker / "journal.sqlite3")
     claim = await store.claim(Intent("alice", "run", "f"), window=0, now=NOW)
-    await store.created(claim.intent_id, "alice", RunRecord("trun_1", "lite", "queued", "q"), idempotency_key=None)
+    await store.created(
+        claim.intent_id,
+        "alice",
+        RunRecord(run_id="trun_1", processor="lite", status="queued", input_excerpt="q"),
+        idempotency_key=None,
+    )
     assert store.location == MEMORY
     assert [e.run_id for e in await store.recent("alice", limit=5, active_only=False)] == ["trun_1"]
     assert "unavailable" in caplog.text and "keeping it in memory" in caplog.text
