@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from parallel_mcp import __version__
 from parallel_mcp.config import ConfigError, Settings, load_settings
@@ -14,8 +15,34 @@ from parallel_mcp.exposure import check_serving
 
 logger = logging.getLogger("parallel_mcp")
 
+Flags = dict[str, dict[str, Any]]
+"""Flags that override a setting only when given, by the setting's name: each flag's argparse options."""
 
-def _parser() -> argparse.ArgumentParser:
+_SWITCH: dict[str, Any] = {"action": "store_true", "default": None}
+"""A flag that turns a setting on; absent, it is None and the environment or the file decides."""
+
+SERVE_FLAGS: Flags = {
+    "transport": {"choices": ["stdio", "streamable-http", "sse"]},
+    "host": {"help": "HTTP bind address (default 127.0.0.1)"},
+    "port": {"type": int, "help": "HTTP port (default 8000)"},
+    "multi_user": {**_SWITCH, "help": "each HTTP request brings its key"},
+    "allow_unauthenticated": {
+        **_SWITCH,
+        "help": "serve HTTP beyond loopback without a token or OAuth (only behind something that authenticates)",
+    },
+}
+EMULATOR_FLAGS: Flags = {
+    "api_key": {"help": "require this x-api-key (default: accept any)"},
+    "speed": {"type": float, "help": "how many times faster than the real API (default 20)"},
+    "webhook_secret": {"help": "sign webhooks with this secret"},
+    "allow_private_mcp_servers": {
+        **_SWITCH,
+        "help": "call mcp_servers on loopback, private, link-local or metadata addresses (default: refuse them)",
+    },
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parallel-mcp",
         description="MCP server for Parallel's Task API. With no command, serves MCP over stdio.",
@@ -26,28 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
 
     serve = commands.add_parser("serve", help="serve MCP (stdio by default)")
-    serve.add_argument("--transport", choices=["stdio", "streamable-http", "sse"])
-    serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
-    _setting_switch(serve, "--multi-user", "each HTTP request brings its key")
-    _setting_switch(
-        serve,
-        "--allow-unauthenticated",
-        "serve HTTP beyond loopback without a token or OAuth (only behind something that authenticates)",
-    )
+    _add_flags(serve, SERVE_FLAGS)
 
     emulator = commands.add_parser("emulator", help="serve the Task API emulator")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8787)
-    emulator.add_argument("--api-key", help="require this x-api-key (default: accept any)")
-    emulator.add_argument("--speed", type=float, help="how many times faster than the real API (default 20)")
-    emulator.add_argument("--webhook-secret", help="sign webhooks with this secret")
     emulator.add_argument("--faults", type=Path, help="TOML/JSON file of faults to inject")
-    _setting_switch(
-        emulator,
-        "--allow-private-mcp-servers",
-        "call mcp_servers on loopback, private, link-local or metadata addresses (default: refuse them)",
-    )
+    _add_flags(emulator, EMULATOR_FLAGS)
 
     run = commands.add_parser("run", help="run one task through the MCP server and print the result")
     run.add_argument("question", help="the question or research brief")
@@ -69,9 +81,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setting_switch(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
-    """A flag that turns a setting on when given; absent, it is None and the environment or the file decides."""
-    parser.add_argument(flag, action="store_true", default=None, help=help)
+def _add_flags(parser: argparse.ArgumentParser, flags: Flags) -> None:
+    for name, options in flags.items():
+        parser.add_argument("--" + name.replace("_", "-"), **options)
+
+
+def flags_given(args: argparse.Namespace, flags: Flags) -> dict[str, Any]:
+    """The settings `flags` override in `args`: those given on the command line."""
+    return {name: value for name in flags if (value := getattr(args, name, None)) is not None}
 
 
 def _configure_logging(verbosity: int, settings: Settings | None) -> None:
@@ -87,21 +104,13 @@ def _configure_logging(verbosity: int, settings: Settings | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `parallel-mcp` console script."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     command = args.command or "serve"
     try:
         if command == "emulator":
             _configure_logging(args.verbose, None)
             return _serve_emulator(args)
-        overrides: dict[str, object] = {}
-        if command == "serve":
-            overrides = {
-                "transport": getattr(args, "transport", None),
-                "host": getattr(args, "host", None),
-                "port": getattr(args, "port", None),
-                "multi_user": getattr(args, "multi_user", None),
-                "allow_unauthenticated": getattr(args, "allow_unauthenticated", None),
-            }
+        overrides = flags_given(args, SERVE_FLAGS) if command == "serve" else {}
         settings = load_settings(args.config, **overrides)
         warning = check_serving(settings) if command == "serve" else None
     except ConfigError as exc:
@@ -143,13 +152,7 @@ def _serve_emulator(args: argparse.Namespace) -> int:
     from parallel_mcp.emulator.runner import run_emulator_forever
 
     config = EmulatorConfig.from_file(args.faults) if args.faults else EmulatorConfig()
-    updates: dict[str, object] = {
-        "api_key": args.api_key,
-        "speed": args.speed,
-        "webhook_secret": args.webhook_secret,
-        "allow_private_mcp_servers": args.allow_private_mcp_servers,
-    }
-    config = config.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    config = config.model_copy(update=flags_given(args, EMULATOR_FLAGS))
     run_emulator_forever(config, host=args.host, port=args.port)
     return 0
 

@@ -10,6 +10,7 @@ import httpx2
 import parallel
 import pytest
 
+from parallel_mcp import cli
 from tests.processes import command, http_server, server_env
 from tests.test_http_app import INITIALIZE, MCP_HEADERS
 
@@ -41,6 +42,14 @@ async def test_the_emulator_command_serves_the_official_sdk_with_faults_from_a_f
                     await stranger.task_run.retrieve(run.run_id)
     assert result.run.status == "completed"
     assert any("1 fault(s)" in line for line in server.stderr)
+
+
+def test_only_the_flags_given_override_settings_and_the_rest_are_left_to_the_environment_and_file() -> None:
+    serve = cli.build_parser().parse_args(["serve", "--port", "9000", "--multi-user"])
+    assert cli.flags_given(serve, cli.SERVE_FLAGS) == {"port": 9000, "multi_user": True}
+    emulator = cli.build_parser().parse_args(["emulator", "--speed", "50", "--allow-private-mcp-servers"])
+    given = cli.flags_given(emulator, cli.EMULATOR_FLAGS)
+    assert given == {"speed": 50.0, "allow_private_mcp_servers": True}
 
 
 def test_an_invalid_setting_exits_2_with_a_message_naming_it() -> None:
