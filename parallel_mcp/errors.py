@@ -43,6 +43,10 @@ class AccessError(ParallelMCPError):
     """The caller brought no usable credentials (e.g. no Parallel key in multi-user mode)."""
 
 
+class SpendRefused(ParallelMCPError):
+    """A create refused by a spending guard; the message names the setting and says nothing was created."""
+
+
 class RepeatLapsedError(ParallelMCPError):
     """A create let through unasked as a repeat of an earlier one no longer repeats it: nothing was sent."""
 

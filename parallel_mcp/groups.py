@@ -29,7 +29,7 @@ from parallel_mcp.guidance import (
 from parallel_mcp.intents import Intents, fingerprint
 from parallel_mcp.models import TaskGroup, TaskRunEvent, TaskRunInput, TaskRunJsonOutput, TaskSpec
 from parallel_mcp.paging import cut_value
-from parallel_mcp.processors import get_processor
+from parallel_mcp.processors import list_price
 from parallel_mcp.runs import Caller, excerpt, quietly
 from parallel_mcp.store import Claim, GroupRecord, Intent, RunRecord, Store, StoreError, group_ended
 from parallel_mcp.views import GroupRunRow, PageInfo, RunError, TaskGroupView
@@ -58,7 +58,7 @@ class GroupRequest:
     @property
     def price(self) -> float:
         """The list price of every run together, in US dollars."""
-        return sum(proc.usd_per_run if (proc := get_processor(i.processor)) else 0.0 for i in self.inputs)
+        return sum(list_price(i.processor) for i in self.inputs)
 
 
 def group_fingerprint(request: GroupRequest) -> str:
@@ -76,7 +76,6 @@ def group_fingerprint(request: GroupRequest) -> str:
 
 def _run_records(request: GroupRequest, group_id: str, run_ids: list[str]) -> list[RunRecord]:
     now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
-    proc = get_processor(request.processor)
     return [
         RunRecord(
             run_id=run_id,
@@ -85,7 +84,7 @@ def _run_records(request: GroupRequest, group_id: str, run_ids: list[str]) -> li
             input_excerpt=excerpt(item.input),
             created_at=now,
             group_id=group_id,
-            cost_usd=proc.usd_per_run if proc else 0.0,
+            cost_usd=list_price(request.processor),
         )
         for run_id, item in zip(run_ids, request.inputs, strict=False)
     ]
@@ -159,7 +158,9 @@ class GroupService:
                 it names the group.
             APIError: the API refused (nothing was billed).
         """
-        intent = Intent(who.owner, "group", group_fingerprint(request), idempotency_key, force_new)
+        fingerprint = group_fingerprint(request)
+        runs, price = len(request.inputs), request.price
+        intent = Intent(who.owner, "group", fingerprint, idempotency_key, force_new, request.processor, runs, price)
         claim = await self.intents.claim(intent)
         if claim.outcome != "new" and claim.target_id is not None and claim.outcome != "created":
             claim = await self._reconcile(who, claim, request)

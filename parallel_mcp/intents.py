@@ -8,6 +8,7 @@ intent instead of making a second billed run. Only `force_new` starts another on
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import time
@@ -17,7 +18,9 @@ from typing import Any
 import anyio
 
 from parallel_mcp.deadline import remaining
-from parallel_mcp.store import Claim, Intent, IntentKind, Store
+from parallel_mcp.errors import SpendRefused
+from parallel_mcp.guidance import budget_refusal
+from parallel_mcp.store import Budget, Claim, Intent, IntentKind, OverBudget, Store
 
 INTENT_TAG = "pmcp_intent"
 """The metadata key (at most 16 characters) that carries a run's intent id, when webhooks can reconcile it."""
@@ -32,22 +35,64 @@ def fingerprint(kind: IntentKind, payload: Any) -> str:
     return hashlib.sha256(f"{kind}\n{canonical}".encode()).hexdigest()
 
 
-class Intents:
-    """Claims creates in the store and follows the ones another call is sending."""
+def day_start(now: float) -> float:
+    """Midnight UTC of the day `now` falls on (epoch seconds): when a daily budget starts again."""
+    day = dt.datetime.fromtimestamp(now, dt.UTC).date()
+    return dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
 
-    def __init__(self, store: Store, *, window: float, clock: Callable[[], float] = time.time) -> None:
+
+class Intents:
+    """Claims creates in the store, within the owner's daily budget, and follows the ones another call is sending."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        window: float,
+        clock: Callable[[], float] = time.time,
+        daily_budget_usd: float | None = None,
+    ) -> None:
         self.store = store
         self.window = window
         self.clock = clock
+        self.daily_budget_usd = daily_budget_usd
+
+    def _budget(self) -> Budget | None:
+        if self.daily_budget_usd is None:
+            return None
+        return Budget(self.daily_budget_usd, since=day_start(self.clock()))
+
+    async def check_budget(self, intent: Intent) -> None:
+        """Refuse, before anyone is asked, a create that would not fit in its owner's budget today.
+
+        The claim checks again, atomically: this is the early answer, not the guarantee.
+
+        Raises:
+            SpendRefused: naming the setting, the price and what was spent today.
+        """
+        budget = self._budget()
+        if budget is not None:
+            spent = await self.store.spent_since(intent.owner, budget.since)
+            if not budget.allows(spent, intent.price_usd):
+                raise _over_budget(intent, spent, budget)
 
     async def claim(self, intent: Intent) -> Claim:
         """Claim `intent`: a `new` claim must be sent; any other names what an earlier request did.
 
-        A repeat of an intent that another call is sending right now waits for that call's answer
-        (within this call's deadline), so concurrent identical creates end with the same run; a claim
-        still `sending` after that is for the caller to report.
+        A new claim reserves the intent's price within the owner's daily budget. A repeat of an intent
+        that another call is sending right now waits for that call's answer (within this call's
+        deadline), so concurrent identical creates end with the same run; a claim still `sending`
+        after that is for the caller to report.
+
+        Raises:
+            SpendRefused: a new claim would take the owner's spending today above the budget.
         """
-        claim = await self.store.claim(intent, window=self.window, now=self.clock())
+        budget = self._budget()
+        try:
+            claim = await self.store.claim(intent, window=self.window, now=self.clock(), budget=budget)
+        except OverBudget as over:
+            assert budget is not None
+            raise _over_budget(intent, over.spent_usd, budget) from None
         if claim.outcome != "sending":
             return claim
         patience = remaining()
@@ -69,3 +114,7 @@ class Intents:
     def age(self, claim: Claim) -> float:
         """Seconds since the claimed intent was first made."""
         return max(0.0, self.clock() - claim.created_at)
+
+
+def _over_budget(intent: Intent, spent: float, budget: Budget) -> SpendRefused:
+    return SpendRefused(budget_refusal(intent.runs, intent.processor, intent.price_usd, spent, budget.limit_usd))

@@ -74,6 +74,12 @@ def get_processor(name: str) -> Processor | None:
     return PROCESSORS.get(name)
 
 
+def list_price(name: str) -> float:
+    """The list price of one run on processor `name`, in US dollars; 0 for a name the API refuses (403)."""
+    proc = PROCESSORS.get(name)
+    return proc.usd_per_run if proc else 0.0
+
+
 def is_premium(name: str) -> bool:
     """True for `pro` and above (events on by default, deep-research auto output)."""
     return name.removesuffix(FAST_SUFFIX) in PREMIUM_TIERS

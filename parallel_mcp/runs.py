@@ -35,7 +35,7 @@ from parallel_mcp.guidance import (
 from parallel_mcp.intents import INTENT_TAG, Intents, fingerprint
 from parallel_mcp.models import ACTIVE_STATUSES, TaskRun, TaskRunInput, TaskRunResult, Webhook, seconds_since
 from parallel_mcp.paging import CHARS_PER_TOKEN, page_output
-from parallel_mcp.processors import ProcessorTable
+from parallel_mcp.processors import ProcessorTable, list_price
 from parallel_mcp.store import Claim, Intent, JournalEntry, RunRecord, Store, StoreError, run_ended
 from parallel_mcp.text import shorten
 from parallel_mcp.views import OutputPage, Progress, RunError, TaskRunView
@@ -201,7 +201,8 @@ class RunService:
             APIError: the API refused the create (nothing was billed).
         """
         client, owner = who.client, who.owner
-        intent = Intent(owner, "run", run_fingerprint(body), idempotency_key, force_new)
+        price = list_price(body.processor)
+        intent = Intent(owner, "run", run_fingerprint(body), idempotency_key, force_new, body.processor, 1, price)
         claim = await self.intents.claim(intent)
         if claim.outcome == "created" and claim.target_id is not None:
             # A repeat answers at once: it is often a call the client cut, sent again under the same short
@@ -262,7 +263,6 @@ class RunService:
             await quietly(self.store.release(claim.intent_id))
             raise
         logger.info("created run %s on %s", run.run_id, run.processor)
-        proc = self.processors.get(run.processor)
         record = RunRecord(
             run_id=run.run_id,
             processor=run.processor,
@@ -270,7 +270,7 @@ class RunService:
             input_excerpt=excerpt(body.input),
             interaction_id=run.interaction_id,
             created_at=run.created_at,
-            cost_usd=proc.usd_per_run if proc else 0.0,
+            cost_usd=list_price(run.processor),
         )
         try:
             await self.store.created(claim.intent_id, owner, record, idempotency_key=claim.idempotency_key)

@@ -167,7 +167,7 @@ def make_lifespan(
             waiter = Waiter(
                 processors, interval=settings.progress_interval, events=store if webhooks is not None else None
             )
-            intents = Intents(store, window=settings.dedupe_window_seconds)
+            intents = Intents(store, window=settings.dedupe_window_seconds, daily_budget_usd=settings.daily_budget_usd)
             runs = RunService(
                 waiter=waiter,
                 store=store,

@@ -1,7 +1,8 @@
 """Spending guards of the create tools: a daily budget per owner, and the user's yes above a price.
 
-`daily_budget_usd` refuses a create that would take its owner's spending today (UTC, from the
-journal's list prices) above the budget. `confirm_above_usd` asks the user before a create whose
+`daily_budget_usd` refuses a create that would take its owner's spending today (UTC, in list prices)
+above the budget: early here, before anyone is asked, and atomically when the create is claimed
+(`Intents.claim`), where its price is reserved. `confirm_above_usd` asks the user before a create whose
 runs cost more than it: through elicitation when the client can ask (`ask_to_spend_on_run`/`_group`,
 resolvers that run before the tool body, in either protocol era), else with a one-time
 `confirm_token` bound to that exact request, which the agent passes back once the user agreed.
@@ -10,7 +11,6 @@ Tokens are kept hashed in the store, single use, and expire after `CONFIRM_TOKEN
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import secrets
 import time
@@ -24,20 +24,19 @@ from pydantic import BaseModel, Field
 
 from parallel_mcp.arguments import CreateGroupArguments, CreateRunArguments, group_request, parse, run_body
 from parallel_mcp.config import Settings
-from parallel_mcp.errors import ParallelMCPError
+from parallel_mcp.errors import ParallelMCPError, SpendRefused
 from parallel_mcp.groups import GroupRequest, group_fingerprint
 from parallel_mcp.guidance import (
     bad_token_message,
-    budget_refusal,
     confirmation_needed_step,
     confirmation_question,
     declined_message,
 )
 from parallel_mcp.models import TaskRunInput
-from parallel_mcp.processors import check_cost, get_processor
+from parallel_mcp.processors import check_cost, list_price
 from parallel_mcp.runs import excerpt, run_fingerprint
 from parallel_mcp.runtime import AppContext, caller
-from parallel_mcp.store import Intent, IntentKind, Store
+from parallel_mcp.store import EPSILON_USD, Intent, IntentKind
 from parallel_mcp.text import shorten
 from parallel_mcp.views import ConfirmationNeeded
 
@@ -45,17 +44,11 @@ CONFIRM_TOKEN_SECONDS = 300
 """How long a confirm token stays valid: enough to ask the user, short enough to be about this request."""
 SUMMARY_CHARS = 100
 TOKEN_PREFIX = "pmc_"
-EPSILON_USD = 1e-9
-"""Prices are sums of floats: a total equal to a limit must not read as above it."""
 CLOCK: Callable[[], float] = time.time
-"""The time tokens are issued and checked at, and budgets' days start at (tests move it)."""
+"""The time tokens are issued and checked at (tests move it)."""
 
 _TOOL = {"run": "create_task_run", "group": "create_task_group"}
 R = TypeVar("R")
-
-
-class SpendRefused(ParallelMCPError):
-    """A create refused by a spending guard; the message names the setting and says nothing was created."""
 
 
 @dataclass(frozen=True)
@@ -75,14 +68,22 @@ class Spend:
 
     def intent(self, owner: str) -> Intent:
         """The intent this create is, for `owner`."""
-        return Intent(owner, self.kind, self.fingerprint, self.idempotency_key, self.force_new)
+        return Intent(
+            owner,
+            self.kind,
+            self.fingerprint,
+            self.idempotency_key,
+            self.force_new,
+            processor=self.processor,
+            runs=self.runs,
+            price_usd=self.price_usd,
+        )
 
 
 def run_spend(body: TaskRunInput, *, idempotency_key: str | None = None, force_new: bool = False) -> Spend:
     """The spend of `create_task_run`'s body."""
-    proc = get_processor(body.processor)
-    price = proc.usd_per_run if proc else 0.0
     summary = shorten(excerpt(body.input), SUMMARY_CHARS)
+    price = list_price(body.processor)
     return Spend("run", body.processor, 1, price, summary, run_fingerprint(body), idempotency_key, force_new)
 
 
@@ -136,12 +137,6 @@ NOT_ASKED = Confirm(confirm=False)
 """What a resolver gives when it asks nothing: never a yes."""
 
 
-def day_start(now: float) -> str:
-    """Midnight UTC of the day `now` falls on, as the journal writes times."""
-    day = dt.datetime.fromtimestamp(now, dt.UTC).date()
-    return f"{day.isoformat()}T00:00:00Z"
-
-
 def token_hash(token: str) -> str:
     """What the store keeps of a confirm token."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -171,20 +166,6 @@ def can_elicit(ctx: Context[Any, Any]) -> bool:
     return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS or bool(ctx.session.can_send_request)
 
 
-async def check_budget(store: Store, settings: Settings, owner: str, spend: Spend) -> None:
-    """Refuse a create that would take the owner's spending today above `daily_budget_usd`.
-
-    Raises:
-        SpendRefused: naming the setting, the price and what was spent today.
-    """
-    budget = settings.daily_budget_usd
-    if budget is None:
-        return
-    spent = await store.spent_since(owner, day_start(CLOCK()))
-    if spent + spend.price_usd > budget + EPSILON_USD:
-        raise SpendRefused(budget_refusal(spend.runs, spend.processor, spend.price_usd, spent, budget))
-
-
 async def guard(
     app: AppContext,
     ctx: Context[Any, Any],
@@ -201,7 +182,7 @@ async def guard(
             request's, is used or has expired.
     """
     settings = app.settings
-    await check_budget(app.store, settings, owner, spend)
+    await app.runs.intents.check_budget(spend.intent(owner))
     limit = settings.confirm_above_usd
     if limit is None or not needs_confirmation(settings, spend):
         return None
@@ -271,7 +252,7 @@ async def _ask(
         who = await caller(app, ctx.headers)
         if await repeats(app, who.owner, spend):
             return NOT_ASKED
-        await check_budget(app.store, app.settings, who.owner, spend)
+        await app.runs.intents.check_budget(spend.intent(who.owner))
     except ParallelMCPError:
         return NOT_ASKED
     question = confirmation_question(spend.runs, spend.processor, spend.price_usd, limit, spend.summary)

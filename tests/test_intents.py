@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import replace
+
 import anyio
 import pytest
 
-from parallel_mcp.intents import Intents, fingerprint
+from parallel_mcp.errors import SpendRefused
+from parallel_mcp.intents import Intents, day_start, fingerprint
 from parallel_mcp.store import Claim, Intent, RunRecord
 from parallel_mcp.store.sqlite import MEMORY, SQLiteStore
 
@@ -59,4 +63,27 @@ async def test_a_repeat_of_a_refused_create_may_try_again() -> None:
             tasks.start_soon(refuse_later)
             repeat = await intents.claim(intent)
     assert repeat is not None and repeat.outcome == "new" and repeat.intent_id != first.intent_id
+    await store.close()
+
+
+def test_a_budget_day_starts_at_midnight_utc() -> None:
+    midnight = dt.datetime(2026, 12, 1, tzinfo=dt.UTC).timestamp()
+    assert day_start(midnight) == midnight
+    assert day_start(midnight + 86_399.5) == midnight
+    assert day_start(midnight - 0.5) == midnight - 86_400
+
+
+async def test_the_daily_budget_refuses_by_name_until_the_next_utc_day() -> None:
+    store = SQLiteStore(MEMORY)
+    now = [dt.datetime(2026, 12, 1, 23, 59, 58, tzinfo=dt.UTC).timestamp()]
+    intents = Intents(store, window=600, clock=lambda: now[0], daily_budget_usd=0.03)
+    first = Intent("alice", "run", "first", processor="core", price_usd=0.025)
+    assert (await intents.claim(first)).outcome == "new"
+    second = replace(first, fingerprint="second")
+    await intents.check_budget(Intent("alice", "run", "cheap", price_usd=0.005))  # $0.030 of $0.03 fits
+    for refusal in (intents.check_budget, intents.claim):
+        with pytest.raises(SpendRefused, match=r"daily_budget_usd.* core run cost \$0\.025.*\$0\.025 was already"):
+            await refusal(second)
+    now[0] += 3
+    assert (await intents.claim(second)).outcome == "new"
     await store.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import anyio
 import pytest
 from mcp import Client, MCPError, types
 from mcp.client.session import ClientRequestContext
@@ -51,6 +52,23 @@ async def test_the_daily_budget_lets_a_call_reach_it_and_refuses_the_one_that_wo
         assert refused.is_error and "daily_budget_usd" in text_of(refused) and "Nothing was created" in text_of(refused)
     assert "$0.01 was already spent today" in text_of(third)
     assert runs == 2
+
+
+async def test_creates_sent_at_once_start_no_more_runs_than_the_daily_budget_pays_for() -> None:
+    # Agents call tools in parallel: every call passes the early check before any has claimed its run.
+    results: list[Any] = []
+    async with mcp_session(EmulatorConfig(frozen=True), daily_budget_usd=0.01) as session:
+
+        async def create(index: int) -> None:
+            results.append(await session.call("create_task_run", {**QUESTION, "input": f"question {index}"}))
+
+        async with anyio.create_task_group() as tasks:
+            for index in range(6):
+                tasks.start_soon(create, index)
+        runs = session.emulator.state.run_count
+    refused = [result for result in results if result.is_error]
+    assert runs == 2 and len(refused) == 4
+    assert all("daily_budget_usd" in text_of(result) and "Nothing was created" in text_of(result) for result in refused)
 
 
 async def test_a_group_counts_every_row_against_the_budget() -> None:

@@ -32,6 +32,9 @@ IntentKind = Literal["run", "group"]
 ClaimOutcome = Literal["new", "created", "sending", "unknown"]
 ACTIVE_STATUSES = ("queued", "running", "cancelling")
 
+EPSILON_USD = 1e-9
+"""Prices are sums of floats: a total equal to a limit must not read as above it."""
+
 SENDING_STALE_SECONDS = 75.0
 """An intent still `sending` after this long belongs to a process that died mid-request: treat it as unknown.
 A live sender cannot take longer: every create runs under its call's deadline (a wait of at most 50 s + 5 s)."""
@@ -53,7 +56,7 @@ RESYNC = "resync all"
 
 @dataclass(frozen=True)
 class Intent:
-    """What identifies one create: its owner, its kind, and its key or body."""
+    """One create: its owner, its kind, and its key or body (which identify it), and what it bills."""
 
     owner: str
     kind: IntentKind
@@ -61,6 +64,31 @@ class Intent:
     """A digest of the body sent upstream."""
     idempotency_key: str | None = None
     force_new: bool = False
+    processor: str = ""
+    runs: int = 1
+    price_usd: float = 0.0
+    """The list price of the `runs` the create starts; a claim reserves it against the owner's budget."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What an owner may spend in list prices since a time (the start of the day, UTC)."""
+
+    limit_usd: float
+    since: float
+    """Epoch seconds."""
+
+    def allows(self, spent_usd: float, price_usd: float) -> bool:
+        """True when spending `price_usd` more after `spent_usd` stays within the limit (a cent's rounding aside)."""
+        return spent_usd + price_usd <= self.limit_usd + EPSILON_USD
+
+
+class OverBudget(Exception):
+    """A claim refused: its price would take the owner's spending above the budget. Nothing was claimed."""
+
+    def __init__(self, spent_usd: float) -> None:
+        super().__init__(f"already spent ${spent_usd:.4g}")
+        self.spent_usd = spent_usd
 
 
 @dataclass(frozen=True)
@@ -201,7 +229,7 @@ class Store(abc.ABC):
     # -- intents -------------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def claim(self, intent: Intent, *, window: float, now: float) -> Claim:
+    async def claim(self, intent: Intent, *, window: float, now: float, budget: Budget | None = None) -> Claim:
         """Claim the right to send one create, or find the earlier intent it repeats.
 
         With an idempotency key, the key decides: it names one intent forever (for this owner and
@@ -209,6 +237,13 @@ class Store(abc.ABC):
         the same intent (`window` 0: never). `force_new` starts a new intent even so, except over
         a key that already created something. An intent `sending` for longer than
         `SENDING_STALE_SECONDS` is reported `unknown`.
+
+        A new claim reserves the intent's price: with a `budget`, the owner's claims since
+        `budget.since` (this one included) must fit in it, checked atomically with every other claim
+        of the owner, so creates racing each other cannot pass it together. A repeat spends nothing.
+
+        Raises:
+            OverBudget: a new claim would not fit in `budget`; nothing was claimed.
         """
 
     @abc.abstractmethod
@@ -293,8 +328,9 @@ class Store(abc.ABC):
         """Mark this owner's task detached (the first time only); False when there is no such task."""
 
     @abc.abstractmethod
-    async def spent_since(self, owner: str, since: str) -> float:
-        """The list price of this owner's runs and groups created at or after `since` (ISO 8601, UTC)."""
+    async def spent_since(self, owner: str, since: float) -> float:
+        """The list price of this owner's creates claimed at or after `since` (epoch seconds), less those the
+        API refused (released): what they billed, or may have."""
 
     @abc.abstractmethod
     async def issue_confirmation(self, owner: str, token_hash: str, fingerprint: str, expires_at: float) -> None:
@@ -307,13 +343,16 @@ class Store(abc.ABC):
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "EPSILON_USD",
     "RESYNC",
     "SENDING_STALE_SECONDS",
+    "Budget",
     "Claim",
     "ClaimOutcome",
     "GroupRecord",
     "IntentKind",
     "JournalEntry",
+    "OverBudget",
     "Redeemed",
     "RunRecord",
     "Store",

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from parallel_mcp.store import SENDING_STALE_SECONDS, Claim, ClaimOutcome, Intent
+from parallel_mcp.store import SENDING_STALE_SECONDS, Budget, Claim, ClaimOutcome, Intent, OverBudget
 
 if TYPE_CHECKING:
     from parallel_mcp.store.shared import Statements
@@ -32,8 +32,10 @@ _RELEASE_BODY: Final = (
 )
 _INSERT: Final = (
     "INSERT INTO intents (id, owner, kind, idempotency_key, fingerprint, state, key_slot, fp_slot,"
-    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?)"
+    " created_at, updated_at, cost_usd) VALUES (?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?, ?)"
 )
+SPENT: Final = "SELECT COALESCE(SUM(cost_usd), 0) FROM intents WHERE owner = ? AND created_at >= ?"
+"""What an owner's claims since a time reserved: a released claim (the API refused it) is gone."""
 
 
 def _claim_from(row: Sequence[Any] | None, now: float) -> Claim | None:
@@ -62,11 +64,16 @@ async def earlier(db: Statements, intent: Intent, *, window: float, now: float) 
     return None
 
 
-async def claim(db: Statements, intent: Intent, *, window: float, now: float) -> Claim:
-    """See `Store.claim`."""
+async def claim(db: Statements, intent: Intent, *, window: float, now: float, budget: Budget | None) -> Claim:
+    """See `Store.claim`; the caller holds whatever serializes this owner's claims when `budget` is given."""
     found = await earlier(db, intent, window=window, now=now)
     if found is not None:
         return found
+    if budget is not None:
+        row = await db.one(SPENT, (intent.owner, budget.since))
+        spent = float(row[0]) if row else 0.0
+        if not budget.allows(spent, intent.price_usd):
+            raise OverBudget(spent)
     who = (intent.owner, intent.kind)
     if intent.idempotency_key is not None:
         # A key whose outcome is unknown, passed over by force_new, names the new intent from now on.
@@ -79,5 +86,17 @@ async def claim(db: Statements, intent: Intent, *, window: float, now: float) ->
 async def _insert(db: Statements, intent: Intent, now: float, *, key_slot: int, fp_slot: int) -> Claim:
     intent_id = uuid.uuid4().hex
     key = intent.idempotency_key
-    await db.run(_INSERT, (intent_id, intent.owner, intent.kind, key, intent.fingerprint, key_slot, fp_slot, now, now))
+    values = (
+        intent_id,
+        intent.owner,
+        intent.kind,
+        key,
+        intent.fingerprint,
+        key_slot,
+        fp_slot,
+        now,
+        now,
+        intent.price_usd,
+    )
+    await db.run(_INSERT, values)
     return Claim(intent_id, "new", None, now, key)

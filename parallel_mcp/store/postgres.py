@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, LiteralString
 
 from parallel_mcp.store import (
+    Budget,
     Claim,
     GroupRecord,
     Intent,
@@ -29,11 +30,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Keys are locked before bodies, in one statement (its select list runs left to right).
-_LOCK_ONE: Final = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
-_LOCK_TWO: Final = (
-    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)), pg_advisory_xact_lock(hashtextextended(%s, 0))"
+# The locks of a claim are taken in one statement, whose select list runs left to right.
+_LOCK: Final = "pg_advisory_xact_lock(hashtextextended(%s, 0))"
+_LOCKS: Final[tuple[LiteralString, ...]] = (
+    "SELECT 1",
+    f"SELECT {_LOCK}",
+    f"SELECT {_LOCK}, {_LOCK}",
+    f"SELECT {_LOCK}, {_LOCK}, {_LOCK}",
 )
+"""`_LOCKS[n]` takes n advisory locks, in the order given, until the transaction ends."""
 _NOW_TEXT: Final = "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 
@@ -77,15 +82,19 @@ class PostgresStore(PostgresConnections, SharedStore):
 
     # -- intents ---------------------------------------------------------------------------------------
 
-    async def claim(self, intent: Intent, *, window: float, now: float) -> Claim:
+    async def claim(self, intent: Intent, *, window: float, now: float, budget: Budget | None = None) -> Claim:
         # A keyed claim also locks its body: a keyless claim of the same body, which may match it,
-        # then waits for it as it would in SQLite. Keys are always locked before bodies: no deadlock.
+        # then waits for it as it would in SQLite. Under a budget, every claim of the owner queues on
+        # one lock first, so racing creates see each other's reservations. Locks are always taken in
+        # that order (budget, key, body): no deadlock.
         locks = [_lock_name(intent.owner, intent.kind, "body", intent.fingerprint)]
         if intent.idempotency_key is not None:
             locks.insert(0, _lock_name(intent.owner, intent.kind, "key", intent.idempotency_key))
+        if budget is not None:
+            locks.insert(0, _lock_name(intent.owner, "", "budget", ""))
         async with self._transaction() as conn:
-            await conn.execute(_LOCK_ONE if len(locks) == 1 else _LOCK_TWO, locks)
-            return await claims.claim(_Statements(conn), intent, window=window, now=now)
+            await conn.execute(_LOCKS[len(locks)], locks)
+            return await claims.claim(_Statements(conn), intent, window=window, now=now, budget=budget)
 
     async def created(self, intent_id: str, owner: str, run: RunRecord, *, idempotency_key: str | None) -> None:
         async with self._transaction() as conn:

@@ -175,15 +175,9 @@ class SharedStore(Store):
             )
         return changed > 0
 
-    async def spent_since(self, owner: str, since: str) -> float:
+    async def spent_since(self, owner: str, since: float) -> float:
         async with self._autocommit() as db:
-            # A group's runs are journaled with their price too: the group's row counts them once.
-            row = await db.one(
-                "SELECT (SELECT COALESCE(SUM(cost_usd), 0) FROM runs"
-                " WHERE owner = ? AND group_id IS NULL AND created_at >= ?)"
-                " + (SELECT COALESCE(SUM(cost_usd), 0) FROM groups WHERE owner = ? AND created_at >= ?)",
-                (owner, since, owner, since),
-            )
+            row = await db.one(claims.SPENT, (owner, since))
         return float(row[0]) if row else 0.0
 
     async def issue_confirmation(self, owner: str, token_hash: str, fingerprint: str, expires_at: float) -> None:

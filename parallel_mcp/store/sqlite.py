@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, LiteralString, TypeVar
 
 from parallel_mcp.store import (
+    Budget,
     Claim,
     GroupRecord,
     Intent,
@@ -191,10 +192,11 @@ class SQLiteStore(SharedStore):
 
     # -- intents ---------------------------------------------------------------------------------
 
-    async def claim(self, intent: Intent, *, window: float, now: float) -> Claim:
+    async def claim(self, intent: Intent, *, window: float, now: float, budget: Budget | None = None) -> Claim:
         with self._transaction() as db:
-            # Nothing in _Statements suspends: the claim runs to its end inside the lock.
-            return await claims.claim(_Statements(db), intent, window=window, now=now)
+            # Nothing in _Statements suspends: the claim runs to its end inside the lock, and BEGIN IMMEDIATE
+            # serializes it with every other process's claims on this file.
+            return await claims.claim(_Statements(db), intent, window=window, now=now, budget=budget)
 
     def _set_intent(self, db: sqlite3.Connection, intent_id: str, state: str, target_id: str | None = None) -> None:
         db.execute(SET_INTENT, (state, target_id, time.time(), intent_id))

@@ -87,5 +87,18 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX groups_by_time ON groups (owner, created_at);
         """,
     ),
+    (
+        4,
+        # Each intent reserves its price when claimed; those already made are priced by what they made.
+        """
+        ALTER TABLE intents ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
+        UPDATE intents SET cost_usd = COALESCE(
+            (SELECT cost_usd FROM runs WHERE runs.owner = intents.owner AND runs.run_id = intents.target_id),
+            (SELECT cost_usd FROM groups WHERE groups.owner = intents.owner AND groups.group_id = intents.target_id),
+            0
+        );
+        CREATE INDEX intents_by_owner ON intents (owner, created_at);
+        """,
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

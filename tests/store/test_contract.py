@@ -13,7 +13,17 @@ from dataclasses import replace
 import anyio
 import pytest
 
-from parallel_mcp.store import SENDING_STALE_SECONDS, Claim, GroupRecord, Intent, RunRecord, Store, TaskRecord
+from parallel_mcp.store import (
+    SENDING_STALE_SECONDS,
+    Budget,
+    Claim,
+    GroupRecord,
+    Intent,
+    OverBudget,
+    RunRecord,
+    Store,
+    TaskRecord,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -44,10 +54,12 @@ async def claim(
     force_new: bool = False,
     now: float = NOW,
     kind: str = "run",
+    price: float = 0.005,
+    budget: Budget | None = None,
 ) -> Claim:
     assert kind in ("run", "group")
-    intent = Intent(owner, "run" if kind == "run" else "group", fingerprint, key, force_new)
-    return await store.claim(intent, window=window, now=now)
+    intent = Intent(owner, "run" if kind == "run" else "group", fingerprint, key, force_new, price_usd=price)
+    return await store.claim(intent, window=window, now=now, budget=budget)
 
 
 async def test_a_first_claim_is_new_and_a_repeat_while_sending_finds_it(store: Store) -> None:
@@ -301,28 +313,49 @@ async def test_a_task_is_readable_by_its_owner_only_and_detaches_once(store: Sto
     assert kept is not None and kept.cancelled_at == NOW + 2
 
 
-async def test_spending_since_a_time_counts_runs_and_groups_once_per_owner(store: Store) -> None:
-    first = await claim(store)
-    await store.created(
-        first.intent_id, "alice", run("trun_1", created_at="2026-11-28T10:00:00Z"), idempotency_key=None
-    )
-    old = await claim(store, fingerprint="fp-old")
-    await store.created(old.intent_id, "alice", run("trun_0", created_at="2026-11-27T23:59:59Z"), idempotency_key=None)
-    group = await claim(store, fingerprint="fp-group", kind="group")
-    record = GroupRecord(
-        group_id="tgrp_1",
-        processor="lite",
-        input_excerpt="row",
-        num_runs=2,
-        created_at="2026-11-28T11:00:00.5Z",
-        cost_usd=0.01,
-    )
-    await store.group_created(group.intent_id, "alice", record)
-    rows = [replace(run(f"trun_g{n}", created_at="2026-11-28T11:00:01Z"), group_id="tgrp_1") for n in (1, 2)]
-    await store.group_filled(group.intent_id, "alice", rows)
-    assert await store.spent_since("alice", "2026-11-28T00:00:00Z") == pytest.approx(0.015)
-    assert await store.spent_since("alice", "2026-11-27T00:00:00Z") == pytest.approx(0.02)
-    assert await store.spent_since("bob", "2026-11-27T00:00:00Z") == 0
+async def test_spending_since_a_time_is_what_the_owners_claims_reserved_less_those_released(store: Store) -> None:
+    made = await claim(store)
+    await store.created(made.intent_id, "alice", run("trun_1"), idempotency_key=None)
+    await claim(store, fingerprint="fp-sending")  # no answer yet: it may bill
+    await claim(store, fingerprint="fp-group", kind="group", price=0.01)
+    await claim(store, fingerprint="fp-yesterday", now=NOW - 86_400)
+    refused = await claim(store, fingerprint="fp-refused")
+    await store.release(refused.intent_id)
+    await claim(store, owner="bob", fingerprint="fp-bob")
+    assert await store.spent_since("alice", NOW - 10) == pytest.approx(0.02)
+    assert await store.spent_since("alice", NOW - 100_000) == pytest.approx(0.025)
+    assert await store.spent_since("carol", NOW - 100_000) == 0
+
+
+async def test_a_claim_that_would_pass_the_budget_is_refused_and_claims_nothing(store: Store) -> None:
+    budget = Budget(0.01, since=NOW - 10)
+    first = await claim(store, fingerprint="fp-1", budget=budget)
+    await claim(store, fingerprint="fp-2", budget=budget)  # $0.010 of $0.01: at the budget, not above
+    with pytest.raises(OverBudget) as refused:
+        await claim(store, fingerprint="fp-3", budget=budget)
+    assert refused.value.spent_usd == pytest.approx(0.01)
+    assert await store.earlier(Intent("alice", "run", "fp-3"), window=WINDOW, now=NOW) is None
+    again = await claim(store, fingerprint="fp-1", budget=budget, now=NOW + 1)
+    assert again.intent_id == first.intent_id  # a repeat reserves nothing, so the budget never refuses it
+    assert (await claim(store, owner="bob", fingerprint="fp-3", budget=budget)).outcome == "new"
+
+
+async def test_claims_racing_under_a_budget_reserve_no_more_than_it(store: Store) -> None:
+    budget = Budget(0.02, since=NOW - 10)
+    outcomes: list[str] = []
+
+    async def one(index: int) -> None:
+        try:
+            await claim(store, fingerprint=f"fp-{index}", key=f"k-{index}" if index % 2 else None, budget=budget)
+            outcomes.append("new")
+        except OverBudget:
+            outcomes.append("refused")
+
+    async with anyio.create_task_group() as tasks:
+        for index in range(10):
+            tasks.start_soon(one, index)
+    assert sorted(outcomes) == ["new"] * 4 + ["refused"] * 6
+    assert await store.spent_since("alice", NOW - 10) == pytest.approx(0.02)
 
 
 async def test_a_confirmation_is_spent_once_on_its_own_request_before_it_expires(store: Store) -> None:

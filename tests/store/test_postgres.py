@@ -20,10 +20,10 @@ import psycopg
 import pytest
 
 import tests.postgres
-from parallel_mcp.store import Claim, Intent, RunRecord, StoreError
+from parallel_mcp.store import Budget, Claim, Intent, OverBudget, RunRecord, StoreError
 from parallel_mcp.store.postgres import PostgresStore
 from parallel_mcp.store.postgres_connections import RESYNC_EVENT, redact
-from parallel_mcp.store.postgres_schema import SCHEMA_VERSION
+from parallel_mcp.store.postgres_schema import MIGRATIONS, SCHEMA_VERSION
 from tests.postgres import MISSING_BINARIES, PostgresError, StopMode, TemporaryPostgres, free_port
 
 pytestmark = pytest.mark.anyio
@@ -100,6 +100,56 @@ async def test_concurrent_identical_claims_on_two_replicas_make_one_intent(postg
                 tasks.start_soon(one, first if index % 2 else second, index)
     assert [c.outcome for c in claims].count("new") == 1
     assert len({c.intent_id for c in claims}) == 1
+
+
+async def test_creates_racing_on_two_replicas_reserve_no_more_than_the_owners_daily_budget(postgres_url: str) -> None:
+    budget = Budget(0.05, since=NOW - 10)
+    outcomes: list[str] = []
+    async with replica(postgres_url) as first, replica(postgres_url) as second:
+
+        async def one(store: PostgresStore, index: int) -> None:
+            key = f"key {index}" if index % 3 == 0 else None
+            intent = Intent("alice", "run", f"body {index}", key, price_usd=0.005)
+            try:
+                await store.claim(intent, window=WINDOW, now=NOW, budget=budget)
+                outcomes.append("new")
+            except OverBudget:
+                outcomes.append("refused")
+
+        async with anyio.create_task_group() as tasks:
+            for index in range(30):
+                tasks.start_soon(one, first if index % 2 else second, index)
+        spent = await first.spent_since("alice", NOW - 10)
+    assert outcomes.count("new") == 10 and outcomes.count("refused") == 20
+    assert spent == pytest.approx(0.05)
+
+
+async def test_a_database_from_before_reservations_prices_each_intent_by_what_it_made(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        for _version, script in MIGRATIONS[:2]:
+            conn.execute(script.encode())
+        conn.execute(b"INSERT INTO meta (key, value) VALUES ('schema_version', '2')")
+        conn.execute(
+            b"INSERT INTO runs (owner, run_id, processor, status, input_excerpt, cost_usd)"
+            b" VALUES ('alice', 'trun_1', 'core', 'completed', 'q', 0.025)"
+        )
+        conn.execute(
+            b"INSERT INTO groups (owner, group_id, processor, input_excerpt, num_runs, cost_usd)"
+            b" VALUES ('alice', 'tgrp_1', 'lite', 'row', 2, 0.01)"
+        )
+        for intent_id, kind, target in (
+            ("i-run", "run", "trun_1"),
+            ("i-group", "group", "tgrp_1"),
+            ("i-lost", "run", None),
+        ):
+            conn.execute(
+                b"INSERT INTO intents (id, owner, kind, fingerprint, state, target_id, created_at, updated_at)"
+                b" VALUES (%s, 'alice', %s, %s, 'created', %s, %s, %s)",
+                (intent_id, kind, intent_id, target, NOW, NOW),
+            )
+    async with replica(postgres_url) as store:
+        assert await store.spent_since("alice", NOW - 10) == pytest.approx(0.035)
+    assert rows(postgres_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
 
 
 async def test_an_event_published_by_one_replica_reaches_the_subscribers_of_every_replica(postgres_url: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from parallel_mcp.store import Claim, Intent, RunRecord, StoreError
 from parallel_mcp.store.sqlite import MEMORY, SCHEMA_VERSION, SQLiteStore
+from parallel_mcp.store.sqlite_schema import MIGRATIONS
 
 pytestmark = pytest.mark.anyio
 
@@ -75,6 +76,31 @@ async def test_a_journal_of_parallel_mcp_0_1_is_migrated_and_keeps_its_runs(tmp_
     with sqlite3.connect(path) as db:
         version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
     assert int(version) == SCHEMA_VERSION
+
+
+async def test_a_journal_from_before_reservations_prices_each_intent_by_what_it_made(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    with sqlite3.connect(path) as old:
+        for _version, script in MIGRATIONS[:3]:
+            old.executescript(script)
+        old.executescript(
+            """
+            INSERT INTO meta (key, value) VALUES ('schema_version', '3');
+            INSERT INTO runs (owner, run_id, processor, status, input_excerpt, created_at, cost_usd)
+                VALUES ('alice', 'trun_1', 'core', 'completed', 'q', '2026-12-01T10:00:00Z', 0.025);
+            INSERT INTO groups (owner, group_id, processor, input_excerpt, num_runs, cost_usd, created_at)
+                VALUES ('alice', 'tgrp_1', 'lite', 'row', 2, 0.01, '2026-12-01T10:00:00Z');
+            """
+        )
+        rows = [("i-run", "run", "trun_1"), ("i-group", "group", "tgrp_1"), ("i-lost", "run", None)]
+        old.executemany(
+            "INSERT INTO intents (id, owner, kind, fingerprint, state, target_id, created_at, updated_at)"
+            " VALUES (?, 'alice', ?, ?, 'created', ?, ?, ?)",
+            [(intent_id, kind, intent_id, target, NOW, NOW) for intent_id, kind, target in rows],
+        )
+    store = SQLiteStore(path)
+    assert await store.spent_since("alice", NOW - 10) == pytest.approx(0.035)
+    await store.close()
 
 
 async def test_an_unusable_path_falls_back_to_memory_with_a_warning(
