@@ -18,9 +18,10 @@ from typing import Annotated, Any, Protocol, TypeVar, cast, get_args, get_type_h
 from mcp.server.mcpserver import Context, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 from parallel_mcp import tool_schemas
 from parallel_mcp.arguments import (
@@ -135,11 +136,6 @@ def _sink(ctx: ToolContext) -> ProgressSink:
     return send
 
 
-def _given(arguments: dict[str, Any]) -> dict[str, Any]:
-    """A tool's arguments from its `locals()` at entry: everything but the context."""
-    return {name: value for name, value in arguments.items() if name not in ("ctx", "approval")}
-
-
 @contextmanager
 def _tool_errors(*, run_id: str | None = None, group_id: str | None = None) -> Generator[None]:
     """Turn our errors into tool errors the agent can act on; anything else is logged and said plainly."""
@@ -216,22 +212,7 @@ async def _create(
 async def create_task_run(
     ctx: ToolContext,
     approval: Annotated[ElicitationResult[Confirm], Resolve(ask_to_spend_on_run)],
-    input: Any = None,
-    processor: Any = None,
-    output_schema: Any = None,
-    input_schema: Any = None,
-    metadata: Any = None,
-    source_policy: Any = None,
-    advanced_settings: Any = None,
-    previous_interaction_id: Any = None,
-    mcp_servers: Any = None,
-    enable_events: Any = None,
-    webhook_url: Any = None,
-    memory_scope_key: Any = None,
-    idempotency_key: Any = None,
-    force_new: Any = None,
-    wait_seconds: Any = None,
-    confirm_token: Any = None,
+    **arguments: Any,
 ) -> Annotated[CallToolResult, CreatedRunView]:
     """Start a Parallel Task API run: cited web research, or structured enrichment of an entity.
 
@@ -239,29 +220,21 @@ async def create_task_run(
     get_task_run). Each new run is billed: {processors} per run. Repeating a request returns its
     first run. No cancel.
     """
-    given = _given(locals())
     with _tool_errors():
         app = ctx.request_context.lifespan_context
-        return await _create(ctx, approval, run_call(given, app.settings), app.runs)
+        return await _create(ctx, approval, run_call(arguments, app.settings), app.runs)
 
 
-async def get_task_run(
-    ctx: ToolContext,
-    run_id: Any = None,
-    wait_seconds: Any = None,
-    offset: Any = None,
-    fields: Any = None,
-    include_basis: Any = None,
-) -> Annotated[CallToolResult, TaskRunView]:
+async def get_task_run(ctx: ToolContext, **arguments: Any) -> Annotated[CallToolResult, TaskRunView]:
     """Get a run's status, or its result once completed, waiting up to wait_seconds while it runs.
 
     A running run is normal: call again. Results come a page at a time with numbered citations;
     follow next_step. A failed run gives its error and ref_id.
     """
-    given = _given(locals())
     app = ctx.request_context.lifespan_context
+    run_id = arguments.get("run_id")
     with _tool_errors(run_id=run_id if isinstance(run_id, str) else None):
-        args = parse(GetRunArguments, given)
+        args = parse(GetRunArguments, arguments)
         wanted = object_id(args.run_id, "run_id", looks_like="trun_...")
         page = PageRequest(offset=args.offset, fields=page_fields(args.fields), include_basis=args.include_basis)
         who = await caller(app, ctx.headers)
@@ -273,17 +246,14 @@ async def get_task_run(
     return _respond(app, view, link=_modern(ctx))
 
 
-async def list_task_runs(
-    ctx: ToolContext, limit: Any = None, active_only: Any = None
-) -> Annotated[CallToolResult, RunListView]:
+async def list_task_runs(ctx: ToolContext, **arguments: Any) -> Annotated[CallToolResult, RunListView]:
     """List the runs created here for you, newest first, with their last seen status.
 
     Finds a lost run_id (after a timeout or a restart). Reads a local journal: no API request.
     """
-    given = _given(locals())
     app = ctx.request_context.lifespan_context
     with _tool_errors():
-        args = parse(ListRunsArguments, given)
+        args = parse(ListRunsArguments, arguments)
         who = await caller(app, ctx.headers)
         entries = await app.runs.recent_runs(who.owner, limit=args.limit, active_only=args.active_only)
     runs = [RunSummary(**vars(entry)) for entry in entries]
@@ -293,37 +263,26 @@ async def list_task_runs(
 async def create_task_group(
     ctx: ToolContext,
     approval: Annotated[ElicitationResult[Confirm], Resolve(ask_to_spend_on_group)],
-    inputs: Any = None,
-    processor: Any = None,
-    output_schema: Any = None,
-    input_schema: Any = None,
-    metadata: Any = None,
-    idempotency_key: Any = None,
-    force_new: Any = None,
-    wait_seconds: Any = None,
-    confirm_token: Any = None,
+    **arguments: Any,
 ) -> Annotated[CallToolResult, CreatedGroupView]:
     """Run one task over many inputs at once (enriching a list): one billed run per input.
 
     Arguments as in create_task_run. Waits up to wait_seconds; then call get_task_group.
     """
-    given = _given(locals())
     with _tool_errors():
         app = ctx.request_context.lifespan_context
-        return await _create(ctx, approval, group_call(given, app.settings), app.groups)
+        return await _create(ctx, approval, group_call(arguments, app.settings), app.groups)
 
 
-async def get_task_group(
-    ctx: ToolContext, task_group_id: Any = None, wait_seconds: Any = None, offset: Any = None
-) -> Annotated[CallToolResult, TaskGroupView]:
+async def get_task_group(ctx: ToolContext, **arguments: Any) -> Annotated[CallToolResult, TaskGroupView]:
     """Get a task group's progress, waiting up to wait_seconds; once all runs ended, a page of rows.
 
     get_task_run(run_id) gives one row's basis and citations.
     """
-    given = _given(locals())
     app = ctx.request_context.lifespan_context
-    with _tool_errors(group_id=task_group_id if isinstance(task_group_id, str) else None):
-        args = parse(GetGroupArguments, given)
+    group_id = arguments.get("task_group_id")
+    with _tool_errors(group_id=group_id if isinstance(group_id, str) else None):
+        args = parse(GetGroupArguments, arguments)
         wanted = object_id(args.task_group_id, "task_group_id", looks_like="tgrp_...")
         who = await caller(app, ctx.headers)
         view = await _waited(
@@ -367,10 +326,20 @@ def build_tools() -> list[Tool]:
             function, description=_description(function), annotations=hints, structured_output=False
         )
         tool.parameters = schema
+        tool.fn_metadata.arg_model = _arguments_model(tool.name, schema)
         tool.fn_metadata.output_model = _output_model(function)
         tool.fn_metadata.output_schema = outputs[tool.name]
         tools.append(tool)
     return tools
+
+
+def _arguments_model(name: str, schema: tool_schemas.Schema) -> type[ArgModelBase]:
+    """What the SDK hands a tool (as `**arguments`): each argument its schema publishes, as sent.
+
+    The tool parses them itself (`arguments`), naming whatever is wrong; the SDK only passes them on.
+    """
+    fields: dict[str, Any] = dict.fromkeys(schema["properties"], (Any, None))
+    return create_model(f"{name}Arguments", __base__=ArgModelBase, **fields)
 
 
 def _output_model(function: Callable[..., Any]) -> type[BaseModel]:

@@ -23,7 +23,7 @@ from parallel_mcp.arguments import (
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.models import TaskRunInput
 from parallel_mcp.tool_schemas import compact_output
-from parallel_mcp.tools import OUTPUT_SCHEMAS, derive_output_schemas
+from parallel_mcp.tools import OUTPUT_SCHEMAS, build_tools, derive_output_schemas
 from tests.support import mcp_session, structured
 
 pytestmark = pytest.mark.anyio
@@ -222,6 +222,13 @@ async def test_published_output_schemas_accept_real_results_and_are_as_portable_
         for path, node in walk(tool.output_schema):
             if not path.endswith("/properties"):
                 assert not isinstance(node.get("type"), list), f"{tool.name}{path}: a type array"
+
+
+def test_the_sdk_hands_each_tool_the_arguments_its_schema_publishes_under_their_own_names() -> None:
+    for tool in build_tools():
+        fields = tool.fn_metadata.arg_model.model_fields
+        assert list(fields) == list(tool.parameters["properties"]), tool.name
+        assert all(info.alias is None for info in fields.values()), tool.name
 
 
 def test_the_output_schemas_file_is_what_the_views_derive() -> None:
