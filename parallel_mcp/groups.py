@@ -14,15 +14,11 @@ from typing import Any
 
 import anyio
 
-from parallel_mcp.errors import APIError, ArgumentError, NotFoundError, RepeatLapsedError, RunMayExistError
+from parallel_mcp.errors import APIError, ArgumentError, NotFoundError, RunMayExistError
 from parallel_mcp.guidance import (
     group_rows_step,
     group_running_step,
-    pending_create_message,
-    repeat_lapsed_message,
-    repeated_create_warning,
     retry_after_hint,
-    unconfirmed_create_message,
     unjournaled_warning,
     unread_group_warning,
 )
@@ -30,8 +26,8 @@ from parallel_mcp.intents import Intents, fingerprint
 from parallel_mcp.models import TaskGroup, TaskRunEvent, TaskRunInput, TaskRunJsonOutput, TaskSpec
 from parallel_mcp.paging import cut_value
 from parallel_mcp.processors import list_price
-from parallel_mcp.runs import Caller, excerpt, quietly
-from parallel_mcp.store import Claim, GroupRecord, Intent, RunRecord, Store, StoreError, group_ended
+from parallel_mcp.runs import Caller, excerpt
+from parallel_mcp.store import Claim, GroupRecord, Intent, RunRecord, Store, StoreError, group_ended, quietly
 from parallel_mcp.views import GroupRunRow, PageInfo, RunError, TaskGroupView
 from parallel_mcp.waiter import ProgressSink, Waiter, ended_runs
 
@@ -164,19 +160,12 @@ class GroupService:
         claim = await self.intents.claim(intent)
         if claim.outcome != "new" and claim.target_id is not None and claim.outcome != "created":
             claim = await self._reconcile(who, claim, request)
-        if claim.outcome == "created" and claim.target_id is not None:
+        repeat = await self.intents.admit(claim, "group", repeat_only=repeat_only)
+        if repeat is not None:
             # A repeat answers at once, with the group's id (see RunService.create).
-            view = await self._read(who, claim.target_id, wait=0, sink=sink, processor=request.processor)
-            view.warnings.append(repeated_create_warning("group", claim.target_id, self.intents.age(claim), claim))
+            view = await self._read(who, repeat.target_id, wait=0, sink=sink, processor=request.processor)
+            view.warnings.append(repeat.warning)
             return view
-        if claim.outcome == "sending":
-            raise RunMayExistError(pending_create_message("group", claim), group_id=claim.target_id)
-        if claim.outcome != "new":
-            message = unconfirmed_create_message("group", self.intents.age(claim), claim)
-            raise RunMayExistError(message, group_id=claim.target_id)
-        if repeat_only:
-            await quietly(self.store.release(claim.intent_id))
-            raise RepeatLapsedError(repeat_lapsed_message("group"))
         added: tuple[str, list[str], str | None] | None = None
         with anyio.CancelScope(shield=True):  # see RunService.create: once sent, answered and journaled
             added = await self._send(who, request, claim)

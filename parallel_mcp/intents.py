@@ -13,14 +13,21 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
 from parallel_mcp.deadline import remaining
-from parallel_mcp.errors import SpendRefused
-from parallel_mcp.guidance import budget_refusal
-from parallel_mcp.store import Budget, Claim, Intent, IntentKind, OverBudget, Store
+from parallel_mcp.errors import RepeatLapsedError, RunMayExistError, SpendRefused
+from parallel_mcp.guidance import (
+    budget_refusal,
+    pending_create_message,
+    repeat_lapsed_message,
+    repeated_create_warning,
+    unconfirmed_create_message,
+)
+from parallel_mcp.store import Budget, Claim, Intent, IntentKind, OverBudget, Store, quietly
 
 INTENT_TAG = "pmcp_intent"
 """The metadata key (at most 16 characters) that carries a run's intent id, when webhooks can reconcile it."""
@@ -39,6 +46,14 @@ def day_start(now: float) -> float:
     """Midnight UTC of the day `now` falls on (epoch seconds): when a daily budget starts again."""
     day = dt.datetime.fromtimestamp(now, dt.UTC).date()
     return dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """The earlier create a create repeats: what it made, and the warning that says so."""
+
+    target_id: str
+    warning: str
 
 
 class Intents:
@@ -110,6 +125,28 @@ class Intents:
         """True when a create of `intent` would return what an earlier identical create made: it bills nothing."""
         found = await self.store.earlier(intent, window=self.window, now=self.clock())
         return found is not None and found.outcome == "created" and found.target_id is not None
+
+    async def admit(self, claim: Claim, kind: IntentKind, *, repeat_only: bool = False) -> Repeat | None:
+        """What `claim` lets its create do: None, send it (the claim is new); or a `Repeat`, answer with what
+        the earlier create made.
+
+        Raises:
+            RunMayExistError: the earlier create is still being sent, or its answer was lost; for a group,
+                it names the group (runs may have been added to it).
+            RepeatLapsedError: `repeat_only` (the call was let through unasked as a repeat), and the claim is
+                new after all: it is released, and nothing is sent.
+        """
+        group_id = claim.target_id if kind == "group" else None
+        if claim.outcome == "created" and claim.target_id is not None:
+            return Repeat(claim.target_id, repeated_create_warning(kind, claim.target_id, self.age(claim), claim))
+        if claim.outcome == "sending":
+            raise RunMayExistError(pending_create_message(kind, claim), group_id=group_id)
+        if claim.outcome != "new":
+            raise RunMayExistError(unconfirmed_create_message(kind, self.age(claim), claim), group_id=group_id)
+        if repeat_only:
+            await quietly(self.store.release(claim.intent_id))
+            raise RepeatLapsedError(repeat_lapsed_message(kind))
+        return None
 
     def age(self, claim: Claim) -> float:
         """Seconds since the claimed intent was first made."""

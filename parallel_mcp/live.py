@@ -33,9 +33,9 @@ from mcp.types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestPar
 
 from parallel_mcp.errors import AccessError, ArgumentError, NotFoundError, ParallelMCPError
 from parallel_mcp.resources import group_uri, headers_of, report_uri, run_uri
-from parallel_mcp.runs import Caller, PageRequest, quietly
+from parallel_mcp.runs import Caller, PageRequest
 from parallel_mcp.runtime import AppContext, caller
-from parallel_mcp.store import group_ended, run_ended
+from parallel_mcp.store import group_ended, quietly, run_ended
 
 logger = logging.getLogger(__name__)
 

@@ -10,25 +10,20 @@ import hashlib
 import hmac
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
 
 from parallel_mcp.client import AsyncTaskClient
-from parallel_mcp.errors import APIError, NotFoundError, RepeatLapsedError, RunMayExistError
+from parallel_mcp.errors import APIError, NotFoundError, RunMayExistError
 from parallel_mcp.guidance import (
     action_required_step,
     completed_step,
     failed_step,
     no_output_step,
-    pending_create_message,
-    repeat_lapsed_message,
-    repeated_create_warning,
     retry_after_hint,
     still_running_step,
-    unconfirmed_create_message,
     unjournaled_warning,
     unread_status_warning,
 )
@@ -36,7 +31,7 @@ from parallel_mcp.intents import INTENT_TAG, Intents, fingerprint
 from parallel_mcp.models import ACTIVE_STATUSES, TaskRun, TaskRunInput, TaskRunResult, Webhook, seconds_since
 from parallel_mcp.paging import CHARS_PER_TOKEN, page_output
 from parallel_mcp.processors import ProcessorTable, list_price
-from parallel_mcp.store import Claim, Intent, JournalEntry, RunRecord, Store, StoreError, run_ended
+from parallel_mcp.store import Claim, Intent, JournalEntry, RunRecord, Store, StoreError, quietly, run_ended
 from parallel_mcp.text import shorten
 from parallel_mcp.views import OutputPage, Progress, RunError, TaskRunView
 from parallel_mcp.waiter import ProgressSink, ProgressState, Waiter, WaitOutcome
@@ -110,15 +105,6 @@ def progress_view(state: ProgressState) -> Progress | None:
         sources_read=state.sources_read,
         recent_messages=list(state.recent),
     )
-
-
-async def quietly(write: Awaitable[T]) -> T | None:
-    """A journal write that must not replace what the call is about to say (the run's state, or an API error)."""
-    try:
-        return await write
-    except StoreError as exc:
-        logger.error("journal write failed: %s", exc)
-        return None
 
 
 class ResultCache:
@@ -204,19 +190,13 @@ class RunService:
         price = list_price(body.processor)
         intent = Intent(owner, "run", run_fingerprint(body), idempotency_key, force_new, body.processor, 1, price)
         claim = await self.intents.claim(intent)
-        if claim.outcome == "created" and claim.target_id is not None:
+        repeat = await self.intents.admit(claim, "run", repeat_only=repeat_only)
+        if repeat is not None:
             # A repeat answers at once: it is often a call the client cut, sent again under the same short
             # timeout, and what the agent lacks is the run's id (get_task_run waits for it next).
-            view = await self.get(who, claim.target_id, wait=0, sink=sink, page=PageRequest())
-            view.warnings.append(repeated_create_warning("run", claim.target_id, self.intents.age(claim), claim))
+            view = await self.get(who, repeat.target_id, wait=0, sink=sink, page=PageRequest())
+            view.warnings.append(repeat.warning)
             return view
-        if claim.outcome == "sending":
-            raise RunMayExistError(pending_create_message("run", claim))
-        if claim.outcome != "new":
-            raise RunMayExistError(unconfirmed_create_message("run", self.intents.age(claim), claim))
-        if repeat_only:
-            await quietly(self.store.release(claim.intent_id))
-            raise RepeatLapsedError(repeat_lapsed_message("run"))
         pushed = self.webhook_url is not None and body.webhook is None
         # Heard from before the create is sent: a fast run's webhook may come before its answer is read.
         heard: set[str] = set()

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import replace
 
 import anyio
 import pytest
 
-from parallel_mcp.errors import SpendRefused
+from parallel_mcp.errors import RepeatLapsedError, RunMayExistError, SpendRefused
 from parallel_mcp.intents import Intents, day_start, fingerprint
 from parallel_mcp.store import Claim, Intent, RunRecord
 from parallel_mcp.store.sqlite import MEMORY, SQLiteStore
 
 pytestmark = pytest.mark.anyio
+
+NOW = 1_800_000_000.0
 
 
 def test_the_fingerprint_ignores_key_order_and_tells_kinds_and_bodies_apart() -> None:
@@ -86,4 +89,32 @@ async def test_the_daily_budget_refuses_by_name_until_the_next_utc_day() -> None
             await refusal(second)
     now[0] += 3
     assert (await intents.claim(second)).outcome == "new"
+    await store.close()
+
+
+async def test_a_claim_says_whether_to_send_or_to_answer_with_what_an_earlier_create_made() -> None:
+    store = SQLiteStore(MEMORY)
+    intents = Intents(store, window=600, clock=lambda: NOW + 30)
+    new = Claim("i1", "new", None, NOW, None)
+    assert await intents.admit(new, "run") is None
+    repeat = await intents.admit(Claim("i2", "created", "trun_1", NOW, "k"), "run")
+    assert repeat is not None and repeat.target_id == "trun_1" and "trun_1" in repeat.warning
+    with pytest.raises(RunMayExistError) as sending:
+        await intents.admit(Claim("i3", "sending", "tgrp_1", NOW, None), "group")
+    assert sending.value.group_id == "tgrp_1"
+    with pytest.raises(RunMayExistError) as lost:
+        await intents.admit(Claim("i4", "unknown", None, NOW, None), "run")
+    assert lost.value.group_id is None
+    await store.close()
+
+
+async def test_a_create_let_through_as_a_repeat_that_turns_out_new_is_released_and_sends_nothing() -> None:
+    store = SQLiteStore(MEMORY)
+    intents = Intents(store, window=600)
+    intent = Intent("alice", "run", fingerprint("run", {"q": 1}))
+    claim = await intents.claim(intent)
+    with pytest.raises(RepeatLapsedError):
+        await intents.admit(claim, "run", repeat_only=True)
+    assert await store.intent(claim.intent_id, now=time.time()) is None
+    assert (await intents.claim(intent)).outcome == "new"
     await store.close()

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from anyio.abc import TaskGroup
 
@@ -28,6 +28,7 @@ from parallel_mcp.errors import ParallelMCPError
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 IntentKind = Literal["run", "group"]
 ClaimOutcome = Literal["new", "created", "sending", "unknown"]
 ACTIVE_STATUSES = ("queued", "running", "cancelling")
@@ -178,6 +179,16 @@ def redeemed(kept: Sequence[Any], fingerprint: str, now: float) -> Redeemed:
 
 class StoreError(ParallelMCPError):
     """The store is unreachable or failed; the message never holds a password."""
+
+
+async def quietly(write: Awaitable[T]) -> T | None:
+    """A store write that must not replace what the call is about to say (the run's state, or an API error):
+    its failure is logged, not raised."""
+    try:
+        return await write
+    except StoreError as exc:
+        logger.error("journal write failed: %s", exc)
+        return None
 
 
 class Store(abc.ABC):
@@ -359,6 +370,7 @@ __all__ = [
     "StoreError",
     "TaskRecord",
     "group_ended",
+    "quietly",
     "redeemed",
     "run_ended",
 ]
