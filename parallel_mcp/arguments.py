@@ -9,6 +9,7 @@ values back: an MCP header value may be a secret.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from parallel_mcp.groups import GroupRequest
 from parallel_mcp.models import TaskGroupCreateRequest, TaskGroupRunRequest, TaskRunInput, TaskSpec
 from parallel_mcp.models.requests import MAX_GROUP_INPUTS, check_spec_and_input
 from parallel_mcp.processors import PROCESSORS, TIER_NAMES
+from parallel_mcp.text import shorten
 
 MAX_ID_CHARS = 200
 _ID = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -40,7 +42,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class _Arguments(BaseModel):
-    """Base of the argument models: extra keys are ignored, as the SDK already drops unknown ones."""
+    """Base of the argument models. `parse` refuses a tool argument they lack; inside an argument's object
+    (a source policy, an MCP server), extra keys are ignored."""
 
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
@@ -134,13 +137,26 @@ def _invalid(problems: str) -> ArgumentError:
 def parse(model: type[M], arguments: Mapping[str, Any]) -> M:
     """Validate a tool's arguments (None values are absent ones) into its argument model.
 
+    An argument the tool does not take is refused, not dropped: an agent that believes `max_cost` caps
+    a run, or misspells `processor`, must hear so before anything is billed.
+
     Raises:
         ArgumentError: naming every problem by its argument path.
     """
+    given = {key: value for key, value in arguments.items() if value is not None}
+    unknown = [name for name in given if name not in model.model_fields]
+    if unknown:
+        raise _invalid("; ".join(_unknown_argument(name, list(model.model_fields)) for name in unknown))
     try:
-        return model.model_validate({key: value for key, value in arguments.items() if value is not None})
+        return model.model_validate(given)
     except ValidationError as exc:
         raise _invalid(describe_validation_error(exc)) from None
+
+
+def _unknown_argument(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"{shorten(name, 40)}: not an argument of this tool ({hint}it takes {', '.join(sorted(known))})"
 
 
 def _json_object(value: JsonValue, field: str) -> dict[str, Any] | None:

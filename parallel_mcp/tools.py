@@ -21,7 +21,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, ConfigDict, create_model
 
 from parallel_mcp import tool_schemas
 from parallel_mcp.arguments import (
@@ -333,13 +333,23 @@ def build_tools() -> list[Tool]:
     return tools
 
 
+class _Passed(ArgModelBase):
+    """A tool's arguments as the SDK hands them on: its published ones, and any other the client sent, which
+    `arguments.parse` then refuses by name (the SDK would drop them silently)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def model_dump_one_level(self) -> dict[str, Any]:
+        return {**super().model_dump_one_level(), **(self.model_extra or {})}
+
+
 def _arguments_model(name: str, schema: tool_schemas.Schema) -> type[ArgModelBase]:
     """What the SDK hands a tool (as `**arguments`): each argument its schema publishes, as sent.
 
     The tool parses them itself (`arguments`), naming whatever is wrong; the SDK only passes them on.
     """
     fields: dict[str, Any] = dict.fromkeys(schema["properties"], (Any, None))
-    return create_model(f"{name}Arguments", __base__=ArgModelBase, **fields)
+    return create_model(f"{name}Arguments", __base__=_Passed, **fields)
 
 
 def _output_model(function: Callable[..., Any]) -> type[BaseModel]:

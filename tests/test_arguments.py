@@ -167,3 +167,21 @@ async def test_huge_ids_get_a_clear_tool_error_not_a_bare_one() -> None:
             result = await session.call(tool, {field: "é" * 50_000 if field == "run_id" else "g" * 1_000_000})
             said = text_of(result)
             assert result.is_error and f"{field}: not an id" in said and "Error executing tool" not in said[40:]
+
+
+def test_an_argument_the_tool_does_not_take_is_refused_by_name_with_the_closest_one_it_does() -> None:
+    with pytest.raises(ArgumentError) as refused:
+        parse(CreateRunArguments, {"input": "q", "procesor": "pro", "max_cost": 1, "timeout": None})
+    said = str(refused.value)
+    assert "procesor: not an argument of this tool (did you mean processor?" in said
+    assert "max_cost: not an argument of this tool (it takes " in said and "wait_seconds" in said
+    assert "timeout" not in said  # a null one is an absent one
+
+
+async def test_a_misspelt_argument_bills_nothing_and_says_what_was_meant() -> None:
+    async with mcp_session(EmulatorConfig(instant=True)) as session:
+        result = await session.call("create_task_run", {"input": "q", "procesor": "ultra8x", "wait_seconds": 0})
+        runs = session.emulator.state.run_count
+        listed = await session.call("list_task_runs", {"limit": 5, "active": True})
+    assert result.is_error and "did you mean processor?" in text_of(result) and runs == 0
+    assert listed.is_error and "did you mean active_only?" in text_of(listed)
