@@ -1,11 +1,12 @@
 """Users sign in with the team's identity provider: the HTTP server as an OAuth 2.1 resource server.
 
 The `mcp` SDK does the protocol side (401/403 with `WWW-Authenticate`, protected resource metadata,
-the principal of each request); this module is its `TokenVerifier`. Access tokens are JWTs, checked
+the principal of each request); this module is its `TokenVerifier`. JWT access tokens are checked
 with PyJWT against the issuer's published keys: found through its metadata (RFC 8414, else OpenID
 discovery), cached, refetched when an unknown key id appears (rate-limited) and when they grow old.
 Signature with an allow-list of asymmetric algorithms, `iss`, `aud`, `exp`/`nbf` with a small leeway;
-the SDK then checks the required scopes.
+the SDK then checks the required scopes. Opaque access tokens are asked about at the issuer's
+introspection endpoint when the server has an introspection client (`introspection`), else refused.
 
 PyJWT is imported on first use: a stdio server never loads it.
 """
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     import jwt
     from mcp.server.auth.provider import AccessToken
     from mcp.server.auth.settings import AuthSettings
+
+    from parallel_mcp.introspection import Introspector
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +71,21 @@ def auth_settings(settings: Settings) -> AuthSettings:
 
 
 def token_verifier(settings: Settings) -> JwtVerifier:
-    """The verifier for the configured issuer and audience."""
+    """The verifier for the configured issuer and audience (and introspection client, if any)."""
     assert settings.oauth_issuer is not None
-    return JwtVerifier(settings.oauth_issuer, oauth_audience(settings))
+    introspector = None
+    secret = settings.oauth_introspection_client_secret
+    if settings.oauth_introspection_client_id is not None and secret is not None:
+        from parallel_mcp.introspection import Introspector
+
+        introspector = Introspector(
+            settings.oauth_introspection_client_id,
+            secret.get_secret_value(),
+            issuer=settings.oauth_issuer,
+            audience=oauth_audience(settings),
+            leeway=LEEWAY_SECONDS,
+        )
+    return JwtVerifier(settings.oauth_issuer, oauth_audience(settings), introspector=introspector)
 
 
 def discovery_urls(issuer: str) -> list[str]:
@@ -99,7 +114,8 @@ class _KeySet:
 
 
 class JwtVerifier:
-    """A `TokenVerifier` (the SDK's protocol) for JWT access tokens of one issuer and audience.
+    """A `TokenVerifier` (the SDK's protocol) for the access tokens of one issuer and audience: JWTs, and
+    opaque ones through `introspector`.
 
     Any failure is a plain None, which the SDK answers with 401 `invalid_token`; the reason is logged at
     INFO level, never the token.
@@ -113,6 +129,7 @@ class JwtVerifier:
         leeway: float = LEEWAY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         fetch: Callable[[str], Any] | None = None,
+        introspector: Introspector | None = None,
     ) -> None:
         """
         Args:
@@ -121,13 +138,15 @@ class JwtVerifier:
             leeway: seconds of clock skew forgiven.
             clock: a monotonic clock for the key cache (tests move it).
             fetch: `async (url) -> JSON` (tests count fetches); by default a plain GET.
+            introspector: asks the issuer about opaque tokens; without it they are refused.
         """
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
         self._clock = clock
         self._fetch = fetch or _get_json
-        self._jwks_uri: str | None = None
+        self._introspector = introspector
+        self._metadata: dict[str, Any] | None = None
         self._discovery_failed_at = -float("inf")
         self._keys = _KeySet()
         self._last_unknown_kid_refetch = -float("inf")
@@ -135,6 +154,8 @@ class JwtVerifier:
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """The access token's principal and scopes, or None when it must be refused."""
+        if token.count(".") != 2:
+            return await self._verify_opaque(token)
         import jwt
 
         try:
@@ -165,6 +186,33 @@ class JwtVerifier:
             resource=self.audience,
             subject=str(claims["sub"]),
             claims=claims,
+        )
+
+    async def _verify_opaque(self, token: str) -> AccessToken | None:
+        from parallel_mcp.introspection import IntrospectionError
+
+        if self._introspector is None:
+            logger.info("refused an access token: not a JWT, and no introspection client is configured")
+            return None
+        try:
+            endpoint = await self._endpoint("introspection_endpoint")
+            found = await self._introspector.check(endpoint, token)
+        except (IntrospectionError, KeyUnavailableError) as exc:
+            logger.info("refused an opaque access token: %s", exc)
+            return None
+        except Exception:  # as for JWTs: a bug here refuses the token (401), never fails the request (500)
+            logger.exception("refused an opaque access token: unexpected error while introspecting it")
+            return None
+        from mcp.server.auth.provider import AccessToken
+
+        return AccessToken(
+            token=token,
+            client_id=found.client_id,
+            scopes=found.scopes,
+            expires_at=found.expires_at,
+            resource=self.audience,
+            subject=found.subject,
+            claims=found.claims,
         )
 
     async def _key_for(self, header: Mapping[str, Any]) -> jwt.PyJWK:
@@ -216,7 +264,7 @@ class JwtVerifier:
             if self._fresh(newer_than):
                 return self._keys.keys
             started = self._clock()
-            jwks_uri = await self._discover()
+            jwks_uri = await self._endpoint("jwks_uri")
             try:
                 data = await self._fetch(jwks_uri)
                 keys = [
@@ -235,9 +283,18 @@ class JwtVerifier:
             logger.info("fetched %d signing key(s) of %s", len(keys), self.issuer)
             return keys
 
-    async def _discover(self) -> str:
-        if self._jwks_uri is not None:
-            return self._jwks_uri
+    async def _endpoint(self, name: str) -> str:
+        """An endpoint the issuer's metadata names (`jwks_uri`, `introspection_endpoint`), over https unless the
+        issuer itself is a plain-http one (loopback, see config)."""
+        url = (await self._discover()).get(name)
+        schemes = ("https://",) if self.issuer.startswith("https://") else ("https://", "http://")
+        if isinstance(url, str) and url.startswith(schemes):
+            return url
+        raise KeyUnavailableError(f"the metadata of issuer {self.issuer} names no usable {name}")
+
+    async def _discover(self) -> dict[str, Any]:
+        if self._metadata is not None:
+            return self._metadata
         if self._clock() - self._discovery_failed_at < DISCOVERY_RETRY_SECONDS:
             raise KeyUnavailableError("the issuer's metadata could not be read a moment ago")
         problems: list[str] = []
@@ -255,13 +312,11 @@ class JwtVerifier:
             if document.get("issuer") != self.issuer:
                 problems.append(f"{url}: names issuer {document.get('issuer')!r}")
                 continue
-            jwks_uri = document.get("jwks_uri")
-            # Keys over https only, unless the issuer itself is a plain-http one (loopback, see config).
-            schemes = ("https://",) if self.issuer.startswith("https://") else ("https://", "http://")
-            if isinstance(jwks_uri, str) and jwks_uri.startswith(schemes):
-                self._jwks_uri = jwks_uri
-                return jwks_uri
-            problems.append(f"{url}: no jwks_uri")
+            if not isinstance(document.get("jwks_uri"), str):
+                problems.append(f"{url}: no jwks_uri")
+                continue
+            self._metadata = document
+            return document
         self._discovery_failed_at = self._clock()
         logger.warning("OAuth issuer %s: no usable metadata (%s)", self.issuer, "; ".join(problems))
         raise KeyUnavailableError(f"no usable metadata for issuer {self.issuer}")

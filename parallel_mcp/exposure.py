@@ -74,6 +74,12 @@ def check_serving(settings: Settings) -> str | None:
 
 
 def _check_oauth(settings: Settings) -> None:
+    if (settings.oauth_introspection_client_id is None) != (settings.oauth_introspection_client_secret is None):
+        raise ConfigError(
+            "PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_ID and PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_SECRET go "
+            "together: opaque access tokens are introspected as that client, with that secret. Set both, or neither "
+            "(then only JWT access tokens are accepted)."
+        )
     if settings.auth_token is not None:
         raise ConfigError(
             "PARALLEL_MCP_OAUTH_ISSUER and PARALLEL_MCP_AUTH_TOKEN are exclusive: with OAuth each user signs in "

@@ -363,6 +363,14 @@ def _settings(**values: Any) -> Settings:
             "--multi-user",
         ),
         ({"host": "0.0.0.0"}, "--allow-unauthenticated"),
+        (
+            {
+                "oauth_issuer": "https://idp.example",
+                "public_url": "https://mcp.example",
+                "oauth_introspection_client_id": "c",
+            },
+            "PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_SECRET",
+        ),
     ],
 )
 def test_a_configuration_that_cannot_work_or_would_serve_strangers_is_refused_naming_the_setting(
@@ -385,6 +393,19 @@ def test_with_oauth_the_audience_defaults_to_the_public_url_and_any_host_may_be_
     assert verifier.issuer == "https://idp.example/"  # exactly as configured: issuers compare as strings
     assert _settings(oauth_issuer="https://idp.example", oauth_audience="https://mcp.example/mcp").uses_oauth
     assert not Settings(oauth_issuer="https://idp.example").uses_oauth  # stdio: no HTTP users to sign in
+
+
+async def test_an_opaque_token_is_refused_when_no_introspection_client_is_configured(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    verifier = JwtVerifier("https://idp.example", "https://mcp.example/mcp", fetch=_never_fetched)
+    with caplog.at_level("INFO"):
+        assert await verifier.verify_token("an-opaque-token-0123456789") is None
+    assert "no introspection client is configured" in caplog.text and "an-opaque-token" not in caplog.text
+
+
+async def _never_fetched(url: str) -> Any:
+    raise AssertionError(f"fetched {url}")
 
 
 def test_a_stdio_server_never_loads_the_jwt_library() -> None:

@@ -14,7 +14,8 @@
 //     "defaultAccount": "alice",        // who logs in when the request has no login_hint
 //     "scopes": ["tasks:read", "tasks:write"],
 //     "resources": {                    // RFC 8707 resource indicator -> resource server; "*" = any
-//       "http://127.0.0.1:9999/mcp": {"scopes": ["tasks:read"], "accessTokenTTL": 60, "alg": "ES256"}
+//       "http://127.0.0.1:9999/mcp": {"scopes": ["tasks:read"], "accessTokenTTL": 60, "alg": "ES256"},
+//       "http://127.0.0.1:9998/mcp": {"format": "opaque"}   // opaque tokens, checked by introspection
 //     },
 //     "accessTokenTTL": 3600,           // default lifetime of access tokens, seconds
 //     "clients": [ <RFC 7591 client metadata>, optionally with "accessTokenTTL" and "tokenClaims" ],
@@ -160,6 +161,9 @@ function buildProvider(issuer, config, keys, cookieKeys) {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      // RFC 7662 and RFC 7009: a resource server asks about opaque tokens; a client revokes its own.
+      introspection: { enabled: true },
+      revocation: { enabled: true },
       registration: { enabled: config.registration ?? true },
       resourceIndicators: {
         enabled: true,
@@ -171,13 +175,13 @@ function buildProvider(issuer, config, keys, cookieKeys) {
           const server = resources[indicator] ?? resources['*'];
           if (!server) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
           const alg = server.alg ?? config.accessTokenAlg ?? 'RS256';
-          return {
+          const info = {
             scope: (server.scopes ?? resourceScopes).join(' '),
             audience: server.audience ?? indicator,
             accessTokenTTL: server.accessTokenTTL,
-            accessTokenFormat: 'jwt',
-            jwt: { sign: { alg, kid: signingKid[alg] } },
+            accessTokenFormat: server.format ?? 'jwt',
           };
+          return info.accessTokenFormat === 'jwt' ? { ...info, jwt: { sign: { alg, kid: signingKid[alg] } } } : info;
         },
       },
     },
