@@ -155,7 +155,7 @@ async def load(label: str, runs: int, cluster: TemporaryPostgres, *, pushed: boo
     """Fresh replicas over a fresh database; `runs` create_task_run calls at once, round-robin, each awaiting it."""
     from parallel_mcp.emulator.config import EmulatorConfig
     from parallel_mcp.emulator.runner import serve_emulator
-    from tests.postgres import free_port
+    from tests.processes import free_port
 
     found = Pass(label=label, runs=runs)
     database_url = await anyio.to_thread.run_sync(cluster.new_database)

@@ -18,7 +18,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
+
+from tests.processes import free_port
 
 StopMode = Literal["smart", "fast", "immediate"]
 
@@ -50,13 +51,6 @@ MISSING_BINARIES = (
     "the PostgreSQL store tests start their own throwaway cluster and need them "
     "(Debian/Ubuntu: apt-get install -y postgresql)"
 )
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (nothing listens on it); a server may still lose a race for it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PostgresError(RuntimeError):

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 import sys
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
@@ -25,6 +26,13 @@ def server_env(**extra: str) -> dict[str, str]:
     env.update({"PARALLEL_MCP_EMULATOR_SPEED": "400", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (nothing listens on it); a server may still lose a race for it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def proc_status_kb(pid: int, key: str) -> int:

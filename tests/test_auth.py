@@ -13,7 +13,6 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncGenerator, Generator
@@ -40,7 +39,14 @@ from parallel_mcp.exposure import check_serving
 from parallel_mcp.http_app import build_http_app
 from parallel_mcp.server import create_server
 from parallel_mcp.serving import base_url, listening_socket, serve_asgi
-from tests.idp.harness import HeadlessBrowser, Idp, LoggingServer, MemoryTokenStorage, mcp_server_on, running_idp
+from tests.idp.harness import (
+    HeadlessBrowser,
+    Idp,
+    LoggingServer,
+    MemoryTokenStorage,
+    running_idp,
+    signing_in_server,
+)
 from tests.processes import server_env
 from tests.support import emulator_client, structured, text_of
 
@@ -94,23 +100,9 @@ def idp() -> Generator[Idp]:
         yield provider
 
 
-def _free_port() -> int:
-    # The server must know its public URL (its resource id) before it starts, so its port is chosen here.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 async def server(idp: Idp) -> AsyncGenerator[LoggingServer]:
-    port = _free_port()
-    env = server_env(
-        PARALLEL_MCP_OAUTH_ISSUER=idp.issuer,
-        PARALLEL_MCP_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        PARALLEL_MCP_OAUTH_SCOPES=SCOPE,
-        PARALLEL_MCP_LOG_LEVEL="INFO",
-    )
-    async with mcp_server_on(port, env) as running:
+    async with signing_in_server(idp, SCOPE) as running:
         yield running
 
 

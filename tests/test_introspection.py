@@ -7,7 +7,6 @@ the introspector's `post` seam, for the cases a provider would rarely produce.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
@@ -17,8 +16,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from parallel_mcp.introspection import CACHE_SECONDS, REFUSAL_CACHE_SECONDS, IntrospectionError, Introspector
-from tests.idp.harness import Idp, LoggingServer, mcp_server_on, running_idp
-from tests.processes import server_env
+from tests.idp.harness import Idp, LoggingServer, running_idp, signing_in_server
 from tests.support import structured
 
 pytestmark = pytest.mark.anyio
@@ -71,18 +69,11 @@ def idp() -> Generator[Idp]:
 
 @pytest.fixture(scope="module")
 async def server(idp: Idp) -> AsyncGenerator[LoggingServer]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = server_env(
-        PARALLEL_MCP_OAUTH_ISSUER=idp.issuer,
-        PARALLEL_MCP_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        PARALLEL_MCP_OAUTH_SCOPES=SCOPE,
-        PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_ID="parallel-mcp",
-        PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_SECRET=INTROSPECTION_SECRET,
-        PARALLEL_MCP_LOG_LEVEL="INFO",
-    )
-    async with mcp_server_on(port, env) as running:
+    introspection = {
+        "PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_ID": "parallel-mcp",
+        "PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_SECRET": INTROSPECTION_SECRET,
+    }
+    async with signing_in_server(idp, SCOPE, **introspection) as running:
         yield running
 
 

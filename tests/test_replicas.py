@@ -21,8 +21,8 @@ from mcp.types import CallToolResult
 
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.runner import RunningEmulator, serve_emulator
-from tests.postgres import TemporaryPostgres, free_port
-from tests.processes import HttpServer, http_server, server_env
+from tests.postgres import TemporaryPostgres
+from tests.processes import HttpServer, free_port, http_server, server_env
 from tests.support import structured, text_of
 
 pytestmark = pytest.mark.anyio

@@ -29,7 +29,7 @@ import pytest
 from mcp.client.auth import AuthorizationCodeResult
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
-from tests.processes import LISTENING, HttpServer, command
+from tests.processes import LISTENING, HttpServer, command, free_port, server_env
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
@@ -189,6 +189,21 @@ async def mcp_server_on(port: int, env: dict[str, str]) -> AsyncGenerator[Loggin
             process.terminate()
             with anyio.fail_after(10):
                 await process.wait()
+
+
+@asynccontextmanager
+async def signing_in_server(idp: Idp, scopes: str, **env: str) -> AsyncGenerator[LoggingServer]:
+    """An HTTP server whose users sign in at `idp`, on a free port chosen first (its public URL is its resource)."""
+    port = free_port()
+    settings = server_env(
+        PARALLEL_MCP_OAUTH_ISSUER=idp.issuer,
+        PARALLEL_MCP_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        PARALLEL_MCP_OAUTH_SCOPES=scopes,
+        PARALLEL_MCP_LOG_LEVEL="INFO",
+        **env,
+    )
+    async with mcp_server_on(port, settings) as running:
+        yield running
 
 
 @dataclass

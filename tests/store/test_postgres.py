@@ -24,7 +24,8 @@ from parallel_mcp.store import Budget, Claim, Intent, OverBudget, RunRecord, Sto
 from parallel_mcp.store.postgres import PostgresStore
 from parallel_mcp.store.postgres_connections import RESYNC_EVENT, redact
 from parallel_mcp.store.postgres_schema import MIGRATIONS, SCHEMA_VERSION
-from tests.postgres import MISSING_BINARIES, PostgresError, StopMode, TemporaryPostgres, free_port
+from tests.postgres import MISSING_BINARIES, PostgresError, StopMode, TemporaryPostgres
+from tests.processes import free_port
 
 pytestmark = pytest.mark.anyio
 
