@@ -154,12 +154,15 @@ class JwtVerifier:
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """The access token's principal and scopes, or None when it must be refused."""
-        if token.count(".") != 2:
-            return await self._verify_opaque(token)
         import jwt
 
         try:
-            header = jwt.get_unverified_header(token)
+            header = jwt.get_unverified_header(token) if token.count(".") == 2 else None
+        except jwt.DecodeError:
+            header = None  # an opaque token may have two dots too
+        if header is None:
+            return await self._verify_opaque(token)
+        try:
             key = await self._key_for(header)
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -312,8 +315,10 @@ class JwtVerifier:
             if document.get("issuer") != self.issuer:
                 problems.append(f"{url}: names issuer {document.get('issuer')!r}")
                 continue
-            if not isinstance(document.get("jwks_uri"), str):
-                problems.append(f"{url}: no jwks_uri")
+            if not isinstance(document.get("jwks_uri"), str) and not isinstance(
+                document.get("introspection_endpoint"), str
+            ):
+                problems.append(f"{url}: neither jwks_uri nor introspection_endpoint")
                 continue
             self._metadata = document
             return document

@@ -15,10 +15,11 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, cast
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 from urllib.parse import quote_plus
 
+import anyio
 import httpx2
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,12 @@ CACHE_SECONDS = 60.0
 """How long an active answer is reused: a token revoked at the issuer stops working within this."""
 REFUSAL_CACHE_SECONDS = 10.0
 CACHE_ENTRIES = 10_000
+MAX_IN_FLIGHT = 8
+MAX_TOKEN_CHARS = 4096
+"""Longer is no access token any provider issues: refused without asking."""
 TIMEOUT_SECONDS = 10.0
+_ACCESS_TYPES = frozenset({"bearer", "dpop", "access", "access_token", "at+jwt"})
+"""What `token_type`, `token_use` or `typ` may say: anything else (refresh, id) is not for a resource server."""
 
 
 class IntrospectionError(Exception):
@@ -43,6 +49,17 @@ class Introspected:
     scopes: list[str]
     expires_at: int | None
     claims: dict[str, Any]
+
+
+V = TypeVar("V")
+
+
+@dataclass
+class _Question:
+    """One introspection request under way, which every request bearing that token waits for."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    answer: Introspected | IntrospectionError | None = None
 
 
 Post = Callable[[str, dict[str, str], tuple[str, str]], Any]
@@ -69,7 +86,10 @@ class Introspector:
         self.leeway = leeway
         self._clock = clock
         self._post = post or _post_form
-        self._cache: OrderedDict[str, tuple[float, Introspected | None]] = OrderedDict()
+        self._vouched_for: OrderedDict[str, tuple[float, Introspected]] = OrderedDict()
+        self._refused: OrderedDict[str, tuple[float, None]] = OrderedDict()
+        self._asking: dict[str, _Question] = {}
+        self._slots: anyio.Semaphore | None = None
 
     async def check(self, endpoint: str, token: str) -> Introspected:
         """What the issuer vouches for about `token`.
@@ -77,54 +97,84 @@ class Introspector:
         Raises:
             IntrospectionError: inactive, for another audience or issuer, expired, or the issuer could not be asked.
         """
+        if len(token) > MAX_TOKEN_CHARS or not token.isprintable():
+            raise IntrospectionError("not an access token any issuer would have made")
         digest = hashlib.sha256(token.encode()).hexdigest()
         now = self._clock()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
-            self._cache.move_to_end(digest)
-            if cached[1] is None:
-                raise IntrospectionError("the issuer refused this token a moment ago")
-            return cached[1]
+        if (found := _fresh(self._vouched_for, digest, now)) is not None:
+            return found[1]
+        if _fresh(self._refused, digest, now) is not None:
+            raise IntrospectionError("the issuer refused this token a moment ago")
+        question = self._asking.get(digest)
+        if question is None:
+            self._asking[digest] = question = _Question()
+            try:
+                question.answer = await self._ask(endpoint, token, digest)
+            except IntrospectionError as exc:
+                question.answer = exc
+            finally:
+                del self._asking[digest]
+                question.done.set()
+        else:
+            await question.done.wait()  # another request asks about this very token: share its answer
+        if isinstance(question.answer, Introspected):
+            return question.answer
+        raise question.answer or IntrospectionError("the question about this token was abandoned")
+
+    async def _ask(self, endpoint: str, token: str, digest: str) -> Introspected:
+        if self._slots is None:
+            self._slots = anyio.Semaphore(MAX_IN_FLIGHT)
         try:
-            answer = await self._post(endpoint, {"token": token, "token_type_hint": "access_token"}, self._credentials)
+            async with self._slots:
+                answer = await self._post(
+                    endpoint, {"token": token, "token_type_hint": "access_token"}, self._credentials
+                )
+            now = self._clock()
             found = self._vouched(answer, now)
         except IntrospectionError:
-            self._remember(digest, now + REFUSAL_CACHE_SECONDS, None)
+            _remember(self._refused, digest, (self._clock() + REFUSAL_CACHE_SECONDS, None))
             raise
+        except httpx2.HTTPStatusError as exc:
+            if exc.response.status_code in (400, 401, 403):
+                logger.warning(
+                    "the OAuth issuer refused this server's introspection client (HTTP %d): check "
+                    "PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_ID and its secret",
+                    exc.response.status_code,
+                )
+            status = exc.response.status_code
+            raise IntrospectionError(f"the introspection endpoint could not be asked: HTTP {status}") from None
         except (httpx2.HTTPError, ValueError) as exc:
             # Not cached: the issuer may answer the next request.
             raise IntrospectionError(f"the introspection endpoint could not be asked: {type(exc).__name__}") from None
         until = now + CACHE_SECONDS if found.expires_at is None else min(now + CACHE_SECONDS, found.expires_at)
-        self._remember(digest, until, found)
+        _remember(self._vouched_for, digest, (until, found))
         return found
-
-    def _remember(self, digest: str, until: float, found: Introspected | None) -> None:
-        self._cache[digest] = (until, found)
-        self._cache.move_to_end(digest)
-        while len(self._cache) > CACHE_ENTRIES:
-            self._cache.popitem(last=False)
 
     def _vouched(self, answer: object, now: float) -> Introspected:
         if not isinstance(answer, dict):
             raise ValueError("the introspection answer is not a JSON object")
-        claims = cast(dict[str, Any], answer)
+        claims = dict(cast(dict[str, Any], answer))
         if claims.get("active") is not True:
             raise IntrospectionError("the issuer says the token is not active")
-        issuer = claims.get("iss")
-        if issuer is not None and issuer != self.issuer:
+        issuer = claims.setdefault("iss", self.issuer)  # RFC 7662 makes it optional: the issuer asked is the one
+        if issuer != self.issuer:
             raise IntrospectionError(f"the token names issuer {issuer!r}")
         if self.audience not in _audiences(claims.get("aud")):
             raise IntrospectionError("the token does not name this server's audience")
-        token_type = claims.get("token_type")
-        if token_type is not None and str(token_type).lower() not in ("bearer", "dpop"):
-            raise IntrospectionError(f"a {token_type!r} is not an access token")
+        for name in ("token_type", "token_use", "typ"):
+            kind = claims.get(name)
+            if kind is not None and str(kind).lower() not in _ACCESS_TYPES:
+                raise IntrospectionError(f"a token whose {name} is {kind!r} is not an access token")
         # A client acting for itself (client credentials) has no `sub`: it is its own subject, as RFC 9068 puts it.
         subject = claims.get("sub") or claims.get("client_id")
         if not isinstance(subject, str) or not subject:
             raise IntrospectionError("the token names no subject (sub) and no client_id")
-        expires = claims.get("exp")
+        claims["sub"] = subject
+        expires, not_before = claims.get("exp"), claims.get("nbf")
         if expires is not None and (not isinstance(expires, int | float) or expires + self.leeway <= now):
             raise IntrospectionError("the token has expired")
+        if not_before is not None and (not isinstance(not_before, int | float) or not_before - self.leeway > now):
+            raise IntrospectionError("the token is not valid yet (nbf)")
         return Introspected(
             subject=subject,
             client_id=str(claims.get("client_id") or ""),
@@ -132,6 +182,25 @@ class Introspector:
             expires_at=int(expires) if expires is not None else None,
             claims=claims,
         )
+
+
+def _fresh(cache: OrderedDict[str, tuple[float, V]], digest: str, now: float) -> tuple[float, V] | None:
+    """The cached (expiry, entry) for `digest`, if it has not expired."""
+    entry = cache.get(digest)
+    if entry is None:
+        return None
+    if entry[0] <= now:
+        del cache[digest]
+        return None
+    cache.move_to_end(digest)
+    return entry
+
+
+def _remember(cache: OrderedDict[str, tuple[float, V]], digest: str, entry: tuple[float, V]) -> None:
+    cache[digest] = entry
+    cache.move_to_end(digest)
+    while len(cache) > CACHE_ENTRIES:
+        cache.popitem(last=False)
 
 
 def _audiences(value: object) -> list[str]:

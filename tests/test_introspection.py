@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import httpx2
 import pytest
 from mcp import Client
@@ -143,6 +145,7 @@ ACTIVE: dict[str, Any] = {
 def _introspector(answers: list[Any], asked: list[str], now: list[float]) -> Introspector:
     async def post(url: str, form: dict[str, str], credentials: tuple[str, str]) -> Any:
         asked.append(form["token"])
+        await anyio.lowlevel.checkpoint()  # the issuer takes a moment: other requests run meanwhile
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -169,6 +172,9 @@ def _introspector(answers: list[Any], asked: list[str], now: list[float]) -> Int
         ({"token_type": "refresh_token"}, "not an access token"),
         ({"exp": 900}, "expired"),
         ({"sub": None, "client_id": None}, "no subject"),
+        ({"token_use": "id"}, "not an access token"),
+        ({"typ": "Refresh"}, "not an access token"),
+        ({"nbf": 1_100}, "not valid yet"),
     ],
 )
 async def test_an_answer_that_does_not_vouch_for_this_server_is_refused(change: dict[str, Any], reason: str) -> None:
@@ -206,3 +212,26 @@ async def test_a_refusal_is_remembered_briefly_and_an_unreachable_issuer_not_at_
     now[0] += REFUSAL_CACHE_SECONDS + 1
     assert (await introspector.check("https://idp.example/introspect", "bad")).subject == "alice"
     assert asked == ["bad", "good", "good", "bad"]
+
+
+async def test_an_answer_without_iss_is_the_asked_issuers_and_a_client_without_sub_is_its_own_subject() -> None:
+    answer = {key: value for key, value in ACTIVE.items() if key not in ("iss", "sub")}
+    found = await _introspector([answer], [], [1_000.0]).check("https://idp.example/introspect", "t")
+    assert (found.claims["iss"], found.claims["sub"], found.subject) == ("https://idp.example", "app", "app")
+
+
+async def test_requests_bearing_one_token_at_once_ask_the_issuer_once_and_a_huge_token_never() -> None:
+    asked: list[str] = []
+    introspector = _introspector([ACTIVE], asked, [1_000.0])
+    subjects: list[str] = []
+
+    async def one() -> None:
+        subjects.append((await introspector.check("https://idp.example/introspect", "same")).subject)
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(5):
+            tasks.start_soon(one)
+    assert subjects == ["alice"] * 5 and asked == ["same"]
+    with pytest.raises(IntrospectionError, match="not an access token"):
+        await introspector.check("https://idp.example/introspect", "x" * 5000)
+    assert asked == ["same"]

@@ -57,14 +57,16 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     (
         3,
-        # Each intent reserves its price when claimed; those already made are priced by what they made.
+        # Each intent reserves its price when claimed; those of the last two days (all a daily budget can still
+        # count) are priced by what they made.
         """
         ALTER TABLE intents ADD COLUMN cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0;
         UPDATE intents SET cost_usd = COALESCE(
             (SELECT cost_usd FROM runs WHERE runs.owner = intents.owner AND runs.run_id = intents.target_id),
             (SELECT cost_usd FROM groups WHERE groups.owner = intents.owner AND groups.group_id = intents.target_id),
             0
-        );
+        )
+        WHERE created_at >= extract(epoch from now()) - 172800;
         CREATE INDEX intents_by_owner ON intents (owner, created_at);
         """,
     ),
