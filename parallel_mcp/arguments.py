@@ -9,7 +9,6 @@ values back: an MCP header value may be a secret.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -154,6 +153,8 @@ def parse(model: type[M], arguments: Mapping[str, Any]) -> M:
 
 
 def _unknown_argument(name: str, known: list[str]) -> str:
+    import difflib  # only a refused call pays for it, not every start
+
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"did you mean {close[0]}? " if close else ""
     return f"{shorten(name, 40)}: not an argument of this tool ({hint}it takes {', '.join(sorted(known))})"
