@@ -53,10 +53,15 @@ class ProgressState:
     """What is known about a running run's progress."""
 
     meter: float | None = None
-    message: str | None = None
     sources_considered: int | None = None
     sources_read: int | None = None
     recent: deque[str] = field(default_factory=lambda: deque[str](maxlen=5))
+    """The latest progress messages, oldest first."""
+
+    @property
+    def message(self) -> str | None:
+        """The latest progress message."""
+        return self.recent[-1] if self.recent else None
 
     def apply(self, event: TaskRunProgressStatsEvent | TaskRunProgressMessageEvent) -> None:
         """Fold one progress event into the state."""
@@ -65,8 +70,7 @@ class ProgressState:
             self.sources_considered = event.source_stats.num_sources_considered
             self.sources_read = event.source_stats.num_sources_read
         else:
-            self.message = f"{event.kind}: {event.message}"
-            self.recent.append(self.message)
+            self.recent.append(f"{event.kind}: {event.message}")
 
     @property
     def known(self) -> bool:
