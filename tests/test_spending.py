@@ -6,18 +6,21 @@ gets a confirmation-needed result with a one-time confirm_token bound to that re
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 import pytest
-from mcp import Client, MCPError, types
+from mcp import Client, MCPError, StdioServerParameters, types
 from mcp.client.session import ClientRequestContext
+from mcp.client.stdio import stdio_client
 
 from parallel_mcp import spending
 from parallel_mcp.config import Settings
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.server import create_server
-from tests.support import emulator_client, mcp_session, structured, text_of
+from tests.processes import command, server_env
+from tests.support import API_KEY, emulator_client, mcp_session, structured, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -69,6 +72,40 @@ async def test_creates_sent_at_once_start_no_more_runs_than_the_daily_budget_pay
     refused = [result for result in results if result.is_error]
     assert runs == 2 and len(refused) == 4
     assert all("daily_budget_usd" in text_of(result) and "Nothing was created" in text_of(result) for result in refused)
+
+
+async def test_two_servers_on_one_journal_start_no_more_runs_than_the_budget_pays_for(tmp_path: Path) -> None:
+    # One user, two agent windows: two stdio servers opening one new journal at once, with one key, creating
+    # at once. Each must use the file (neither may fall back to a journal of its own), and claim atomically.
+    results: list[Any] = []
+    logged = tmp_path / "servers.log"
+    async with emulator_client(EmulatorConfig(frozen=True)) as (emulator, _client):
+        env = server_env(
+            PARALLEL_API_KEY=API_KEY,
+            PARALLEL_BASE_URL=emulator.base_url,
+            PARALLEL_MCP_JOURNAL=str(tmp_path / "journal.sqlite3"),
+            PARALLEL_MCP_DAILY_BUDGET_USD="0.02",
+        )
+        cmd = command("serve")
+        params = StdioServerParameters(command=cmd[0], args=cmd[1:], env=env)
+        with logged.open("w") as log:
+            async with (
+                Client(stdio_client(params, errlog=log)) as first,
+                Client(stdio_client(params, errlog=log)) as second,
+            ):
+
+                async def create(client: Client, index: int) -> None:
+                    arguments = {**QUESTION, "input": f"question {index}"}
+                    results.append(await client.call_tool("create_task_run", arguments))
+
+                with anyio.fail_after(30):
+                    async with anyio.create_task_group() as tasks:
+                        for index in range(6):
+                            tasks.start_soon(create, first if index % 2 else second, index)
+        runs = emulator.state.run_count
+    refused = [result for result in results if result.is_error]
+    assert runs == 4 and len(refused) == 2, logged.read_text()
+    assert all("daily_budget_usd" in text_of(result) for result in refused)
 
 
 async def test_a_group_counts_every_row_against_the_budget() -> None:

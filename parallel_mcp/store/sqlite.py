@@ -9,6 +9,7 @@ and replaced by memory, so a journal problem never stops a run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -49,9 +50,14 @@ def default_path() -> Path:
 
 
 def _private_file(file: Path) -> None:
-    """Make the file and its folder owner-only, whatever the umask, and tighten an existing file too."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(file.parent, 0o700)
+    """Make the file owner-only, whatever the umask, and tighten an existing file too; the folders it makes for
+    the file are owner-only as well. A folder that exists is left as it is: the journal may live in /tmp or a
+    shared folder, whose permissions are not ours to change."""
+    missing = [folder for folder in (file.parent, *file.parent.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process may make it at the same moment
+            folder.mkdir(mode=0o700)
+            os.chmod(folder, 0o700)
     descriptor = os.open(file, os.O_RDWR | os.O_CREAT, 0o600)
     os.close(descriptor)
     os.chmod(file, 0o600)
@@ -86,13 +92,37 @@ def _migrate(db: sqlite3.Connection) -> None:
         raise
 
 
+LOCK_WAIT_SECONDS = 10.0
+"""How long a statement waits for another process's lock on the journal before it fails."""
+
+
+def _write_ahead(db: sqlite3.Connection) -> None:
+    """Put the journal in WAL mode, which lets readers run beside a writer.
+
+    Two processes opening a new journal at once (two agent windows starting) may both switch it: SQLite
+    then refuses one of them at once, without waiting (to avoid a deadlock), and that one tries again.
+    Falling back to memory instead would lose what makes one billed run per intent across processes.
+    """
+    import sqlite3
+
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _connect(location: str) -> sqlite3.Connection:
     import sqlite3  # imported on first use: keeps it off the server's start-up path
 
     if location != MEMORY:
         _private_file(Path(location))
-    db = sqlite3.connect(location, check_same_thread=False, isolation_level=None, timeout=10.0)
-    db.execute("PRAGMA journal_mode=WAL")
+    db = sqlite3.connect(location, check_same_thread=False, isolation_level=None, timeout=LOCK_WAIT_SECONDS)
+    _write_ahead(db)
     db.execute("PRAGMA synchronous=NORMAL")
     _migrate(db)
     if location != MEMORY:

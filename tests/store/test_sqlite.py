@@ -1,4 +1,5 @@
-"""The embedded store's own promises: an owner-only file, a 0.1 journal carried forward, memory when the file fails."""
+"""The embedded store's own promises: an owner-only file (in folders it leaves alone), a 0.1 journal carried
+forward, memory when the file fails."""
 
 from __future__ import annotations
 
@@ -36,6 +37,16 @@ async def test_the_file_and_its_folder_are_owner_only_whatever_the_umask(tmp_pat
         os.umask(previous)
     await store.close()
     assert mode(path) == 0o600 and mode(path.parent) == 0o700
+
+
+async def test_an_existing_folder_keeps_its_permissions(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /tmp: other users and services must keep reaching it
+    store = SQLiteStore(shared / "journal.sqlite3")
+    await store.secret()
+    await store.close()
+    assert mode(shared) == 0o1777 and mode(shared / "journal.sqlite3") == 0o600
 
 
 async def test_an_existing_world_readable_journal_is_made_owner_only(tmp_path: Path) -> None:
