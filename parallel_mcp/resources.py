@@ -87,7 +87,10 @@ async def read_runs() -> str:
         raise ResourceError("parallel://runs is read within a request")
     app, who = await _who(request)
     entries = await app.runs.recent_runs(who.owner, limit=JOURNAL_LIMIT, active_only=False)
-    runs = [RunSummary(**vars(entry)).model_dump(mode="json") | {"uri": run_uri(entry.run_id)} for entry in entries]
+    runs = [
+        RunSummary(**vars(entry)).model_dump(mode="json", exclude_none=True) | {"uri": run_uri(entry.run_id)}
+        for entry in entries
+    ]
     return _json({"runs": runs, "emulated": app.emulated})
 
 
@@ -143,7 +146,7 @@ async def _kept(app: AppContext, who: Caller, run_id: str) -> TaskRunResult | No
 async def read_run(run_id: str, ctx: Context[Any, Any]) -> str:
     """`parallel://runs/{run_id}`: a run's status and a summary of its output."""
     app, who, wanted, view = await _run(run_id, ctx)
-    found = view.model_dump(mode="json", exclude={"output", "next_step"})
+    found = view.model_dump(mode="json", exclude={"output", "next_step"}, exclude_none=True)
     if view.status == "completed":
         found["summary"] = _summary(await _kept(app, who, wanted))
         found["report"] = report_uri(wanted)
@@ -173,7 +176,7 @@ async def read_group(group_id: str, ctx: Context[Any, Any]) -> str:
     except ParallelMCPError as exc:
         raise ResourceError(describe_error(exc, group_id=group_id)) from None
     view.emulated = app.emulated
-    found = view.model_dump(mode="json")
+    found = view.model_dump(mode="json", exclude_none=True)
     found["runs"] = {row.run_id: run_uri(row.run_id) for row in view.rows or []}
     return _json(found)
 
