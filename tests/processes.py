@@ -16,6 +16,8 @@ from typing import Any, cast
 
 import anyio
 from anyio.abc import Process
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 LISTENING = re.compile(r"listening on (http://\S+)")
 
@@ -102,6 +104,17 @@ async def http_server(*args: str, env: dict[str, str] | None = None, port: int =
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@asynccontextmanager
+async def stdio_clients(env: dict[str, str], log: Path, count: int = 2) -> AsyncGenerator[list[Client]]:
+    """MCP clients, each with a `parallel-mcp serve` stdio process of its own (one user's agent windows); the
+    servers' stderr goes to `log`."""
+    cmd = command("serve")
+    params = StdioServerParameters(command=cmd[0], args=cmd[1:], env=env)
+    with log.open("w") as errlog:
+        async with contextlib.AsyncExitStack() as stack:
+            yield [await stack.enter_async_context(Client(stdio_client(params, errlog=errlog))) for _ in range(count)]
 
 
 class StdioServer:

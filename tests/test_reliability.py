@@ -31,7 +31,7 @@ from parallel_mcp.http_app import build_http_app
 from parallel_mcp.processors import PROCESSORS
 from parallel_mcp.server import create_server
 from parallel_mcp.serving import serve_asgi
-from tests.processes import StdioServer, server_env
+from tests.processes import StdioServer, server_env, stdio_clients
 from tests.support import API_KEY, Session, Sleeps, mcp_session, structured, text_of
 
 pytestmark = pytest.mark.anyio
@@ -516,3 +516,26 @@ async def until(predicate: Callable[[], bool]) -> None:
     """Wait, bounded by the caller's fail_after, for something another process does."""
     while not predicate():
         await anyio.sleep(0.02)
+
+
+async def test_one_request_sent_at_once_by_two_servers_on_one_journal_makes_one_run(tmp_path: Path) -> None:
+    # One user, two agent windows asking the same thing at the same moment: one billed run between them.
+    async with serve_emulator(EmulatorConfig(api_key=API_KEY, frozen=True)) as emulator:
+        env = server_env(
+            PARALLEL_API_KEY=API_KEY,
+            PARALLEL_BASE_URL=emulator.base_url,
+            PARALLEL_MCP_JOURNAL=str(tmp_path / "journal.sqlite3"),
+        )
+        ids: list[str] = []
+        async with stdio_clients(env, tmp_path / "servers.log") as windows:
+
+            async def create(index: int) -> None:
+                arguments = {"input": "Who founded Acme?", "processor": "lite", "wait_seconds": 0}
+                ids.append(structured(await windows[index % 2].call_tool("create_task_run", arguments))["run_id"])
+
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tasks:
+                    for index in range(6):
+                        tasks.start_soon(create, index)
+        runs = emulator.state.run_count
+    assert runs == 1 and len(set(ids)) == 1 and len(ids) == 6

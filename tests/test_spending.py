@@ -11,15 +11,14 @@ from typing import Any, Literal
 
 import anyio
 import pytest
-from mcp import Client, MCPError, StdioServerParameters, types
+from mcp import Client, MCPError, types
 from mcp.client.session import ClientRequestContext
-from mcp.client.stdio import stdio_client
 
 from parallel_mcp import spending
 from parallel_mcp.config import Settings
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.server import create_server
-from tests.processes import command, server_env
+from tests.processes import server_env, stdio_clients
 from tests.support import API_KEY, emulator_client, mcp_session, structured, text_of
 
 pytestmark = pytest.mark.anyio
@@ -86,22 +85,16 @@ async def test_two_servers_on_one_journal_start_no_more_runs_than_the_budget_pay
             PARALLEL_MCP_JOURNAL=str(tmp_path / "journal.sqlite3"),
             PARALLEL_MCP_DAILY_BUDGET_USD="0.02",
         )
-        cmd = command("serve")
-        params = StdioServerParameters(command=cmd[0], args=cmd[1:], env=env)
-        with logged.open("w") as log:
-            async with (
-                Client(stdio_client(params, errlog=log)) as first,
-                Client(stdio_client(params, errlog=log)) as second,
-            ):
+        async with stdio_clients(env, logged) as windows:
 
-                async def create(client: Client, index: int) -> None:
-                    arguments = {**QUESTION, "input": f"question {index}"}
-                    results.append(await client.call_tool("create_task_run", arguments))
+            async def create(index: int) -> None:
+                arguments = {**QUESTION, "input": f"question {index}"}
+                results.append(await windows[index % 2].call_tool("create_task_run", arguments))
 
-                with anyio.fail_after(30):
-                    async with anyio.create_task_group() as tasks:
-                        for index in range(6):
-                            tasks.start_soon(create, first if index % 2 else second, index)
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tasks:
+                    for index in range(6):
+                        tasks.start_soon(create, index)
         runs = emulator.state.run_count
     refused = [result for result in results if result.is_error]
     assert runs == 4 and len(refused) == 2, logged.read_text()
