@@ -102,14 +102,8 @@ class Settings(BaseModel):
         default=None, description="The audience access tokens must name (default: public_url + /mcp, or /sse for SSE)."
     )
     oauth_scopes: list[str] = Field(default_factory=list[str], description="Scopes every access token must carry.")
-    oauth_introspection_client_id: str | None = Field(
-        default=None,
-        description="With its secret: opaque (non-JWT) access tokens are checked at the issuer's introspection "
-        "endpoint (RFC 7662) as this client.",
-    )
-    oauth_introspection_client_secret: SecretStr | None = Field(
-        default=None, description="The secret of oauth_introspection_client_id."
-    )
+    oauth_introspection_client_id: str | None = Field(default=None, description="Introspects opaque tokens (RFC 7662).")
+    oauth_introspection_client_secret: SecretStr | None = Field(default=None, description="That client's secret.")
     allow_unauthenticated: bool = Field(
         default=False, description="Serve HTTP beyond loopback without any authentication (not recommended)."
     )
