@@ -33,7 +33,7 @@ from parallel_mcp.arguments import (
     parse,
 )
 from parallel_mcp.deadline import call_deadline
-from parallel_mcp.errors import ParallelMCPError
+from parallel_mcp.errors import ParallelMCPError, SpendRefused
 from parallel_mcp.guidance import describe_error, processor_line, run_list_step, unexpected_error_message
 from parallel_mcp.processors import TIER_NAMES, check_cost
 from parallel_mcp.render import render, render_confirmation
@@ -51,8 +51,9 @@ from parallel_mcp.spending import (
     guarded,
     repeats,
     run_call,
+    token_hash,
 )
-from parallel_mcp.store import IntentKind
+from parallel_mcp.store import IntentKind, quietly
 from parallel_mcp.views import (
     ConfirmationNeeded,
     CreatedGroupView,
@@ -205,7 +206,14 @@ async def _create(
             repeat_only=repeat,
         )
 
-    view = await _waited(app, args.wait_seconds, create)
+    try:
+        view = await _waited(app, args.wait_seconds, create)
+    except SpendRefused:
+        # The claim's budget check refused it (a racing create took the budget first) after the user's yes was
+        # spent above: nothing was created, so that yes holds for this request again.
+        if args.confirm_token:
+            await quietly(app.store.restore_confirmation(who.owner, token_hash(args.confirm_token)))
+        raise
     return _respond(app, view, link=spend.kind == "run" and _modern(ctx))
 
 

@@ -351,6 +351,10 @@ class Store(abc.ABC):
     async def redeem_confirmation(self, owner: str, token_hash: str, fingerprint: str, now: float) -> Redeemed:
         """Spend a confirm token once, for the request it was issued for; concurrent redeems spend it once."""
 
+    @abc.abstractmethod
+    async def restore_confirmation(self, owner: str, token_hash: str) -> None:
+        """Make a spent confirm token good again (until it expires): its create was refused after all."""
+
 
 __all__ = [
     "ACTIVE_STATUSES",

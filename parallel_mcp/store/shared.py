@@ -203,3 +203,9 @@ class SharedStore(Store):
             if outcome == "ok":
                 await db.run("UPDATE confirmations SET used_at = ? WHERE token_hash = ?", (now, token_hash))
             return outcome
+
+    async def restore_confirmation(self, owner: str, token_hash: str) -> None:
+        async with self._autocommit() as db:
+            await db.run(
+                "UPDATE confirmations SET used_at = NULL WHERE token_hash = ? AND owner = ?", (token_hash, owner)
+            )

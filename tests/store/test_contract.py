@@ -368,6 +368,16 @@ async def test_a_confirmation_is_spent_once_on_its_own_request_before_it_expires
     assert await store.redeem_confirmation("alice", "h1", "fp1", NOW + 299) == "used"
 
 
+async def test_a_restored_confirmation_is_good_again_for_its_owner_only_until_it_expires(store: Store) -> None:
+    await store.issue_confirmation("alice", "h1", "fp1", NOW + 300)
+    assert await store.redeem_confirmation("alice", "h1", "fp1", NOW) == "ok"
+    await store.restore_confirmation("bob", "h1")
+    assert await store.redeem_confirmation("alice", "h1", "fp1", NOW) == "used"
+    await store.restore_confirmation("alice", "h1")
+    assert await store.redeem_confirmation("alice", "h1", "fp1", NOW + 300) == "expired"
+    assert await store.redeem_confirmation("alice", "h1", "fp1", NOW + 1) == "ok"
+
+
 async def test_concurrent_redeems_of_one_confirmation_spend_it_once(store: Store) -> None:
     await store.issue_confirmation("alice", "h1", "fp1", NOW + 300)
     outcomes: list[str] = []
