@@ -41,10 +41,10 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class _Arguments(BaseModel):
-    """Base of the argument models. `parse` refuses a tool argument they lack; inside an argument's object
-    (a source policy, an MCP server), extra keys are ignored."""
+    """Base of the argument models: a key they lack is refused by name, a tool argument (by `parse`, with the
+    closest one there is) as much as one inside an argument's object (a source policy, an MCP server)."""
 
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 JsonValue = str | dict[str, Any] | None

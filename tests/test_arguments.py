@@ -185,3 +185,16 @@ async def test_a_misspelt_argument_bills_nothing_and_says_what_was_meant() -> No
         listed = await session.call("list_task_runs", {"limit": 5, "active": True})
     assert result.is_error and "did you mean processor?" in text_of(result) and runs == 0
     assert listed.is_error and "did you mean active_only?" in text_of(listed)
+
+
+def test_a_misspelt_key_inside_an_argument_is_refused_by_its_path() -> None:
+    arguments = {
+        "input": "q",
+        "source_policy": {"include_domain": ["example.com"]},
+        "mcp_servers": [{"name": "a", "url": "https://mcp.example.com/mcp", "header": {"x": "y"}}],
+    }
+    with pytest.raises(ArgumentError) as refused:
+        parse(CreateRunArguments, arguments)
+    said = str(refused.value)
+    assert "source_policy.include_domain: Extra inputs are not permitted" in said
+    assert "mcp_servers.0.header: Extra inputs are not permitted" in said and "'y'" not in said  # values stay out
