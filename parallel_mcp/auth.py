@@ -191,6 +191,24 @@ class JwtVerifier:
             claims=claims,
         )
 
+    async def probe(self) -> str:
+        """What works at the issuer, for `parallel-mcp doctor`: its metadata, its keys, and introspection.
+
+        Raises:
+            KeyUnavailableError: no usable metadata, or no keys (and no introspection to fall back on).
+            IntrospectionError: the issuer refused this server's introspection client.
+        """
+        try:
+            said = f"{len(await self._current_keys())} signing key(s)"
+        except KeyUnavailableError:
+            if self._introspector is None:
+                raise
+            said = "no signing keys (opaque tokens only)"
+        if self._introspector is not None:
+            await self._introspector.probe(await self._endpoint("introspection_endpoint"))
+            said += "; its introspection endpoint answers this server's client"
+        return said
+
     async def _verify_opaque(self, token: str) -> AccessToken | None:
         from parallel_mcp.introspection import IntrospectionError
 

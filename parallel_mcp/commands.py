@@ -160,6 +160,7 @@ async def _doctor(settings: Settings, args: argparse.Namespace, out: TextIO) -> 
     await _check_key(settings, report, live=args.live)
     await _check_store(settings, report)
     _check_http(settings, report)
+    await _check_issuer(settings, report)
     _client_config(settings, out)
     return 1 if report.failed else 0
 
@@ -257,6 +258,18 @@ def _check_http(settings: Settings, report: Report) -> None:
     if settings.public_url:
         webhooks = "on" if settings.webhook_secret else "off (no PARALLEL_WEBHOOK_SECRET)"
         report.ok("public URL", f"{settings.public_url} (webhooks {webhooks})")
+
+
+async def _check_issuer(settings: Settings, report: Report) -> None:
+    if settings.oauth_issuer is None or (settings.public_url is None and settings.oauth_audience is None):
+        return  # the HTTP check said what is missing
+    from parallel_mcp.auth import KeyUnavailableError, token_verifier
+    from parallel_mcp.introspection import IntrospectionError
+
+    try:
+        report.ok("OAuth issuer", f"{settings.oauth_issuer}: {await token_verifier(settings).probe()}")
+    except (KeyUnavailableError, IntrospectionError) as exc:
+        report.fail("OAuth issuer", str(exc))
 
 
 def _client_config(settings: Settings, out: TextIO) -> None:

@@ -121,6 +121,23 @@ class Introspector:
             return question.answer
         raise question.answer or IntrospectionError("the question about this token was abandoned")
 
+    async def probe(self, endpoint: str) -> None:
+        """Ask about a token nobody issued, as `parallel-mcp doctor` does: the issuer must answer this client.
+
+        Raises:
+            IntrospectionError: the issuer refused this client, or could not be asked.
+        """
+        try:
+            await self._post(endpoint, {"token": "parallel-mcp-doctor-probe"}, self._credentials)
+        except httpx2.HTTPStatusError as exc:
+            status = exc.response.status_code
+            raise IntrospectionError(
+                f"the issuer refused this server's introspection client (HTTP {status}): check "
+                "PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_ID and its secret"
+            ) from None
+        except (httpx2.HTTPError, ValueError) as exc:
+            raise IntrospectionError(f"{endpoint} could not be asked: {type(exc).__name__}") from None
+
     async def _ask(self, endpoint: str, token: str, digest: str) -> Introspected:
         if self._slots is None:
             self._slots = anyio.Semaphore(MAX_IN_FLIGHT)

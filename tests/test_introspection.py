@@ -8,6 +8,7 @@ the introspector's `post` seam, for the cases a provider would rarely produce.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,6 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from parallel_mcp.introspection import CACHE_SECONDS, REFUSAL_CACHE_SECONDS, IntrospectionError, Introspector
 from tests.idp.harness import Idp, LoggingServer, running_idp, signing_in_server
+from tests.processes import command, server_env
 from tests.support import structured
 
 pytestmark = pytest.mark.anyio
@@ -235,3 +237,29 @@ async def test_requests_bearing_one_token_at_once_ask_the_issuer_once_and_a_huge
     with pytest.raises(IntrospectionError, match="not an access token"):
         await introspector.check("https://idp.example/introspect", "x" * 5000)
     assert asked == ["same"]
+
+
+async def test_doctor_checks_the_issuer_and_its_introspection_client_without_showing_the_secret(
+    idp: Idp, tmp_path: Path
+) -> None:
+    def doctor_env(secret: str) -> dict[str, str]:
+        return server_env(
+            XDG_STATE_HOME=str(tmp_path / "state"),
+            PARALLEL_MCP_OAUTH_ISSUER=idp.issuer,
+            PARALLEL_MCP_PUBLIC_URL="https://research.example.com",
+            PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_ID="parallel-mcp",
+            PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_SECRET=secret,
+        )
+
+    with anyio.fail_after(60):
+        good = await anyio.run_process(command("doctor"), env=doctor_env(INTROSPECTION_SECRET), check=False)
+        bad = await anyio.run_process(command("doctor"), env=doctor_env("not-the-secret"), check=False)
+    said, refused = good.stdout.decode(), bad.stdout.decode()
+    assert f"ok    OAuth issuer: {idp.issuer}: 2 signing key(s); its introspection endpoint answers" in said
+    assert (
+        bad.returncode == 1 and "FAIL  OAuth issuer: the issuer refused this server's introspection client" in refused
+    )
+    assert (
+        INTROSPECTION_SECRET not in said + good.stderr.decode()
+        and "not-the-secret" not in refused + bad.stderr.decode()
+    )
