@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -60,6 +60,7 @@ class SourcePolicyArguments(_Arguments):
 
 
 class McpServerArguments(_Arguments):
+    type: Literal["url"] | None = None  # the API's own shape says it; the only kind there is
     name: str
     url: str
     headers: JsonValue = None

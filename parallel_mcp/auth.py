@@ -198,12 +198,13 @@ class JwtVerifier:
             KeyUnavailableError: no usable metadata, or no keys (and no introspection to fall back on).
             IntrospectionError: the issuer refused this server's introspection client.
         """
-        try:
-            said = f"{len(await self._current_keys())} signing key(s)"
-        except KeyUnavailableError:
-            if self._introspector is None:
-                raise
+        if self._introspector is not None and "jwks_uri" not in await self._discover():
             said = "no signing keys (opaque tokens only)"
+        else:
+            keys = await self._current_keys()
+            if not keys:
+                raise KeyUnavailableError(f"the issuer {self.issuer} publishes no signing keys")
+            said = f"{len(keys)} signing key(s)"
         if self._introspector is not None:
             await self._introspector.probe(await self._endpoint("introspection_endpoint"))
             said += "; its introspection endpoint answers this server's client"

@@ -157,7 +157,7 @@ class GroupService:
         fingerprint = group_fingerprint(request)
         runs, price = len(request.inputs), request.price
         intent = Intent(who.owner, "group", fingerprint, idempotency_key, force_new, request.processor, runs, price)
-        claim = await self.intents.claim(intent)
+        claim = await self.intents.claim(intent, budgeted=not repeat_only)
         if claim.outcome != "new" and claim.target_id is not None and claim.outcome != "created":
             claim = await self._reconcile(who, claim, request)
         repeat = await self.intents.admit(claim, "group", repeat_only=repeat_only)

@@ -91,10 +91,11 @@ class Intents:
             if not budget.allows(spent, intent.price_usd):
                 raise _over_budget(intent, spent, budget)
 
-    async def claim(self, intent: Intent) -> Claim:
+    async def claim(self, intent: Intent, *, budgeted: bool = True) -> Claim:
         """Claim `intent`: a `new` claim must be sent; any other names what an earlier request did.
 
-        A new claim reserves the intent's price within the owner's daily budget. A repeat of an intent
+        A new claim reserves the intent's price within the owner's daily budget (unless not `budgeted`: a
+        create let through as a repeat, which `admit` refuses if it is new). A repeat of an intent
         that another call is sending right now waits for that call's answer (within this call's
         deadline), so concurrent identical creates end with the same run; a claim still `sending`
         after that is for the caller to report.
@@ -102,7 +103,7 @@ class Intents:
         Raises:
             SpendRefused: a new claim would take the owner's spending today above the budget.
         """
-        budget = self._budget()
+        budget = self._budget() if budgeted else None
         try:
             claim = await self.store.claim(intent, window=self.window, now=self.clock(), budget=budget)
         except OverBudget as over:
@@ -117,7 +118,7 @@ class Intents:
                 latest = await self.store.intent(claim.intent_id, now=self.clock())
                 if latest is None:
                     # The other call's create was refused and its intent released: this one may try.
-                    return await self.claim(intent)
+                    return await self.claim(intent, budgeted=budgeted)
                 claim = latest
         return claim
 

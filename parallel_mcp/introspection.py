@@ -131,10 +131,12 @@ class Introspector:
             await self._post(endpoint, {"token": "parallel-mcp-doctor-probe"}, self._credentials)
         except httpx2.HTTPStatusError as exc:
             status = exc.response.status_code
-            raise IntrospectionError(
-                f"the issuer refused this server's introspection client (HTTP {status}): check "
-                "PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_ID and its secret"
-            ) from None
+            if status in (400, 401, 403):
+                raise IntrospectionError(
+                    f"the issuer refused this server's introspection client (HTTP {status}): check "
+                    "PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_ID and its secret"
+                ) from None
+            raise IntrospectionError(f"{endpoint} answered HTTP {status}") from None
         except (httpx2.HTTPError, ValueError) as exc:
             raise IntrospectionError(f"{endpoint} could not be asked: {type(exc).__name__}") from None
 

@@ -189,7 +189,7 @@ class RunService:
         client, owner = who.client, who.owner
         price = list_price(body.processor)
         intent = Intent(owner, "run", run_fingerprint(body), idempotency_key, force_new, body.processor, 1, price)
-        claim = await self.intents.claim(intent)
+        claim = await self.intents.claim(intent, budgeted=not repeat_only)
         repeat = await self.intents.admit(claim, "run", repeat_only=repeat_only)
         if repeat is not None:
             # A repeat answers at once: it is often a call the client cut, sent again under the same short

@@ -166,6 +166,15 @@ def can_elicit(ctx: Context[Any, Any]) -> bool:
     return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS or bool(ctx.session.can_send_request)
 
 
+@dataclass(frozen=True)
+class Passage:
+    """What the guards said of a create that may go ahead: the confirmation it still waits for, if any, and the
+    hash of the confirm token this call spent, if it spent one (made good again should the create be refused)."""
+
+    pending: ConfirmationNeeded | None = None
+    redeemed: str | None = None
+
+
 async def guard(
     app: AppContext,
     ctx: Context[Any, Any],
@@ -174,8 +183,8 @@ async def guard(
     *,
     token: str | None,
     approval: ElicitationResult[Confirm],
-) -> ConfirmationNeeded | None:
-    """Let a create go ahead (None), or say what confirmation it waits for; refuse what may not go ahead.
+) -> Passage:
+    """Let a create go ahead, or say what confirmation it waits for; refuse what may not go ahead.
 
     Raises:
         SpendRefused: over the daily budget, declined by the user, or a confirm token that is not this
@@ -185,20 +194,21 @@ async def guard(
     await app.runs.intents.check_budget(spend.intent(owner))
     limit = settings.confirm_above_usd
     if limit is None or not needs_confirmation(settings, spend):
-        return None
+        return Passage()
     now = CLOCK()
     if token:
-        outcome = await app.store.redeem_confirmation(owner, token_hash(token), spend.fingerprint, now)
+        redeemed = token_hash(token)
+        outcome = await app.store.redeem_confirmation(owner, redeemed, spend.fingerprint, now)
         if outcome != "ok":
             raise SpendRefused(bad_token_message(outcome, _TOOL[spend.kind], limit))
-        return None
+        return Passage(redeemed=redeemed)
     if can_elicit(ctx):
         if isinstance(approval, AcceptedElicitation) and approval.data.confirm:
-            return None
+            return Passage()
         raise SpendRefused(declined_message(spend.runs, spend.processor, spend.price_usd, limit))
     issued = TOKEN_PREFIX + secrets.token_urlsafe(18)
     await app.store.issue_confirmation(owner, token_hash(issued), spend.fingerprint, now + CONFIRM_TOKEN_SECONDS)
-    return ConfirmationNeeded(
+    pending = ConfirmationNeeded(
         confirm_token=issued,
         expires_in_seconds=CONFIRM_TOKEN_SECONDS,
         processor=spend.processor,
@@ -207,6 +217,7 @@ async def guard(
         limit_usd=limit,
         input_summary=spend.summary,
     )
+    return Passage(pending=pending)
 
 
 def confirmation_step(confirmation: ConfirmationNeeded, kind: IntentKind) -> str:

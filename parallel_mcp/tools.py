@@ -43,6 +43,7 @@ from parallel_mcp.runtime import AppContext, caller
 from parallel_mcp.spending import (
     Confirm,
     CreateCall,
+    Passage,
     ask_to_spend_on_group,
     ask_to_spend_on_run,
     confirmation_step,
@@ -51,7 +52,6 @@ from parallel_mcp.spending import (
     guarded,
     repeats,
     run_call,
-    token_hash,
 )
 from parallel_mcp.store import IntentKind, quietly
 from parallel_mcp.views import (
@@ -190,10 +190,11 @@ async def _create(
     who = await caller(app, ctx.headers)
     # Only a create some guard looks at is worth a store read to find out whether it repeats one.
     repeat = guarded(app.settings, spend) and await repeats(app, who.owner, spend)
+    passage = Passage()
     if not repeat:
-        pending = await guard(app, ctx, who.owner, spend, token=args.confirm_token, approval=approval)
-        if pending is not None:
-            return _confirm(app, pending, spend.kind)
+        passage = await guard(app, ctx, who.owner, spend, token=args.confirm_token, approval=approval)
+        if passage.pending is not None:
+            return _confirm(app, passage.pending, spend.kind)
 
     def create(wait: float) -> Awaitable[Made]:
         return service.create(
@@ -209,10 +210,10 @@ async def _create(
     try:
         view = await _waited(app, args.wait_seconds, create)
     except SpendRefused:
-        # The claim's budget check refused it (a racing create took the budget first) after the user's yes was
-        # spent above: nothing was created, so that yes holds for this request again.
-        if args.confirm_token:
-            await quietly(app.store.restore_confirmation(who.owner, token_hash(args.confirm_token)))
+        # The claim's budget check refused it (a racing create took the budget first) after this call spent the
+        # user's yes above: nothing was created, so that yes holds for this request again.
+        if passage.redeemed is not None:
+            await quietly(app.store.restore_confirmation(who.owner, passage.redeemed))
         raise
     return _respond(app, view, link=spend.kind == "run" and _modern(ctx))
 

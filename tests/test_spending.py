@@ -17,7 +17,9 @@ from mcp.client.session import ClientRequestContext
 from parallel_mcp import spending
 from parallel_mcp.config import Settings
 from parallel_mcp.emulator.config import EmulatorConfig
+from parallel_mcp.intents import Intents
 from parallel_mcp.server import create_server
+from parallel_mcp.store import Intent
 from tests.processes import server_env, stdio_clients
 from tests.support import API_KEY, emulator_client, mcp_session, structured, text_of
 
@@ -174,6 +176,27 @@ async def test_a_client_that_cannot_ask_gets_a_token_that_creates_the_run_once(m
     assert "Confirmation needed; nothing was created" in view["next_step"] and token in text_of(pending)
     assert structured(confirmed)["run_id"] and runs == 1
     assert reused.is_error and "already used" in text_of(reused) and "confirm_above_usd" in text_of(reused)
+
+
+async def test_only_a_token_this_call_spent_is_made_good_again_when_the_budget_refuses_the_claim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    core = {**QUESTION, "processor": "core"}  # $0.025: above confirm_above_usd; lite ($0.005) is not
+    async with mcp_session(EmulatorConfig(frozen=True), confirm_above_usd=0.006, daily_budget_usd=0.028) as session:
+        token = structured(await session.call("create_task_run", core))["confirmation"]["confirm_token"]
+        assert structured(await session.call("create_task_run", {**core, "confirm_token": token}))["run_id"]
+
+        async def raced(self: Intents, intent: Intent) -> None:
+            return None  # the early check passed, as it does for a create racing another
+
+        monkeypatch.setattr(Intents, "check_budget", raced)
+        # A cheap create carrying the spent token: nothing to confirm, so it spends nothing, and its refusal by
+        # the claim's budget check must not make the token good again.
+        cheap = await session.call("create_task_run", {**QUESTION, "confirm_token": token})
+        again = await session.call("create_task_run", {**core, "confirm_token": token, "force_new": True})
+        runs = session.emulator.state.run_count
+    assert cheap.is_error and "daily_budget_usd" in text_of(cheap)
+    assert again.is_error and "already used" in text_of(again) and runs == 1
 
 
 async def test_a_repeat_of_a_confirmed_create_returns_its_run_without_asking_again() -> None:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import secrets
+import stat
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
@@ -58,6 +59,10 @@ def _private_file(file: Path) -> None:
         with contextlib.suppress(FileExistsError):  # another process may make it at the same moment
             folder.mkdir(mode=0o700)
             os.chmod(folder, 0o700)
+    parent = file.parent.stat()
+    if parent.st_mode & 0o022 and not parent.st_mode & stat.S_ISVTX and parent.st_uid != os.getuid():
+        # Not ours to change, but worth saying: whoever can write there can swap the journal for another file.
+        logger.warning("the run journal's folder %s is writable by others: they could replace the journal", file.parent)
     descriptor = os.open(file, os.O_RDWR | os.O_CREAT, 0o600)
     os.close(descriptor)
     os.chmod(file, 0o600)
@@ -122,9 +127,13 @@ def _connect(location: str) -> sqlite3.Connection:
     if location != MEMORY:
         _private_file(Path(location))
     db = sqlite3.connect(location, check_same_thread=False, isolation_level=None, timeout=LOCK_WAIT_SECONDS)
-    _write_ahead(db)
-    db.execute("PRAGMA synchronous=NORMAL")
-    _migrate(db)
+    try:
+        _write_ahead(db)
+        db.execute("PRAGMA synchronous=NORMAL")
+        _migrate(db)
+    except BaseException:
+        db.close()
+        raise
     if location != MEMORY:
         _private_file(Path(location))  # WAL sidecars exist now
     return db
