@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import replace
 
 import anyio
@@ -19,14 +20,20 @@ pytestmark = pytest.mark.anyio
 NOW = 1_800_000_000.0
 
 
+@pytest.fixture
+async def store() -> AsyncGenerator[SQLiteStore]:
+    journal = SQLiteStore(MEMORY)
+    yield journal
+    await journal.close()
+
+
 def test_the_fingerprint_ignores_key_order_and_tells_kinds_and_bodies_apart() -> None:
     assert fingerprint("run", {"a": 1, "b": [1, 2]}) == fingerprint("run", {"b": [1, 2], "a": 1})
     assert fingerprint("run", {"a": 1}) != fingerprint("group", {"a": 1})
     assert fingerprint("run", {"a": 1}) != fingerprint("run", {"a": 2})
 
 
-async def test_a_repeat_waits_for_the_call_sending_the_first_create_and_gets_its_run() -> None:
-    store = SQLiteStore(MEMORY)
+async def test_a_repeat_waits_for_the_call_sending_the_first_create_and_gets_its_run(store: SQLiteStore) -> None:
     intents = Intents(store, window=600)
     intent = Intent("alice", "run", fingerprint("run", {"q": 1}))
     first = await intents.claim(intent)
@@ -47,11 +54,9 @@ async def test_a_repeat_waits_for_the_call_sending_the_first_create_and_gets_its
             tasks.start_soon(answer_later)
             repeat = await intents.claim(intent)
     assert repeat is not None and (repeat.outcome, repeat.target_id) == ("created", "trun_1")
-    await store.close()
 
 
-async def test_a_repeat_of_a_refused_create_may_try_again() -> None:
-    store = SQLiteStore(MEMORY)
+async def test_a_repeat_of_a_refused_create_may_try_again(store: SQLiteStore) -> None:
     intents = Intents(store, window=600)
     intent = Intent("alice", "run", fingerprint("run", {"q": 1}))
     first = await intents.claim(intent)
@@ -66,7 +71,6 @@ async def test_a_repeat_of_a_refused_create_may_try_again() -> None:
             tasks.start_soon(refuse_later)
             repeat = await intents.claim(intent)
     assert repeat is not None and repeat.outcome == "new" and repeat.intent_id != first.intent_id
-    await store.close()
 
 
 def test_a_budget_day_starts_at_midnight_utc() -> None:
@@ -76,8 +80,7 @@ def test_a_budget_day_starts_at_midnight_utc() -> None:
     assert day_start(midnight - 0.5) == midnight - 86_400
 
 
-async def test_the_daily_budget_refuses_by_name_until_the_next_utc_day() -> None:
-    store = SQLiteStore(MEMORY)
+async def test_the_daily_budget_refuses_by_name_until_the_next_utc_day(store: SQLiteStore) -> None:
     now = [dt.datetime(2026, 12, 1, 23, 59, 58, tzinfo=dt.UTC).timestamp()]
     intents = Intents(store, window=600, clock=lambda: now[0], daily_budget_usd=0.03)
     first = Intent("alice", "run", "first", processor="core", price_usd=0.025)
@@ -89,11 +92,9 @@ async def test_the_daily_budget_refuses_by_name_until_the_next_utc_day() -> None
             await refusal(second)
     now[0] += 3
     assert (await intents.claim(second)).outcome == "new"
-    await store.close()
 
 
-async def test_a_claim_says_whether_to_send_or_to_answer_with_what_an_earlier_create_made() -> None:
-    store = SQLiteStore(MEMORY)
+async def test_a_claim_says_whether_to_send_or_to_answer_with_what_an_earlier_create_made(store: SQLiteStore) -> None:
     intents = Intents(store, window=600, clock=lambda: NOW + 30)
     new = Claim("i1", "new", None, NOW, None)
     assert await intents.admit(new, "run") is None
@@ -105,11 +106,11 @@ async def test_a_claim_says_whether_to_send_or_to_answer_with_what_an_earlier_cr
     with pytest.raises(RunMayExistError) as lost:
         await intents.admit(Claim("i4", "unknown", None, NOW, None), "run")
     assert lost.value.group_id is None
-    await store.close()
 
 
-async def test_a_create_let_through_as_a_repeat_that_turns_out_new_is_released_and_sends_nothing() -> None:
-    store = SQLiteStore(MEMORY)
+async def test_a_create_let_through_as_a_repeat_that_turns_out_new_is_released_and_sends_nothing(
+    store: SQLiteStore,
+) -> None:
     intents = Intents(store, window=600)
     intent = Intent("alice", "run", fingerprint("run", {"q": 1}))
     claim = await intents.claim(intent)
@@ -117,4 +118,3 @@ async def test_a_create_let_through_as_a_repeat_that_turns_out_new_is_released_a
         await intents.admit(claim, "run", repeat_only=True)
     assert await store.intent(claim.intent_id, now=time.time()) is None
     assert (await intents.claim(intent)).outcome == "new"
-    await store.close()
