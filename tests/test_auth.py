@@ -15,7 +15,7 @@ import hmac
 import json
 import subprocess
 import sys
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -44,24 +44,18 @@ from tests.idp.harness import (
     Idp,
     LoggingServer,
     MemoryTokenStorage,
-    running_idp,
+    provider_fixtures,
     signing_in_server,
 )
 from tests.processes import server_env
 from tests.support import emulator_client, structured, text_of
+from tests.test_http_app import INITIALIZE, MCP_HEADERS
 
 pytestmark = pytest.mark.anyio
 
 SCOPE = "tasks"
 REDIRECT_URI = "http://127.0.0.1:47913/callback"  # nothing listens: the headless browser stops at it
 SECRET = "client-secret-0123456789"
-MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-INITIALIZE: dict[str, Any] = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
 
 
 def _service(client_id: str, scope: str = SCOPE, **extra: Any) -> dict[str, Any]:
@@ -89,15 +83,7 @@ IDP_CONFIG: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def idp() -> Generator[Idp]:
-    with running_idp(IDP_CONFIG) as provider:
-        yield provider
+anyio_backend, idp = provider_fixtures(IDP_CONFIG)
 
 
 @pytest.fixture(scope="module")

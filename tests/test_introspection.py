@@ -7,7 +7,7 @@ the introspector's `post` seam, for the cases a provider would rarely produce.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,10 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from parallel_mcp.introspection import CACHE_SECONDS, REFUSAL_CACHE_SECONDS, IntrospectionError, Introspector
-from tests.idp.harness import Idp, LoggingServer, running_idp, signing_in_server
+from tests.idp.harness import Idp, LoggingServer, provider_fixtures, signing_in_server
 from tests.processes import command, server_env
 from tests.support import structured
+from tests.test_http_app import INITIALIZE, MCP_HEADERS
 
 pytestmark = pytest.mark.anyio
 
@@ -29,13 +30,6 @@ SCOPE = "tasks"
 SECRET = "client-secret-0123456789"
 INTROSPECTION_SECRET = "introspection-secret-9876543210"
 ELSEWHERE = "https://elsewhere.example/mcp"
-MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-INITIALIZE: dict[str, Any] = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
 IDP_CONFIG: dict[str, Any] = {
     "scopes": [SCOPE],
     "resources": {"*": {"scopes": [SCOPE], "format": "opaque"}},
@@ -60,15 +54,7 @@ IDP_CONFIG: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def idp() -> Generator[Idp]:
-    with running_idp(IDP_CONFIG) as provider:
-        yield provider
+anyio_backend, idp = provider_fixtures(IDP_CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -114,6 +114,22 @@ class Idp:
         httpx2.post(f"{self.issuer}/token/revocation", auth=(client_id, secret), data=form).raise_for_status()
 
 
+def provider_fixtures(config: dict[str, Any]) -> tuple[Any, Any]:
+    """A test module's `anyio_backend` and `idp` fixtures: one provider with `config` for the whole module
+    (module-scoped async fixtures need a module-scoped backend)."""
+
+    @pytest.fixture(scope="module")
+    def anyio_backend() -> str:
+        return "asyncio"
+
+    @pytest.fixture(scope="module")
+    def idp() -> Generator[Idp]:
+        with running_idp(config) as provider:
+            yield provider
+
+    return anyio_backend, idp
+
+
 @contextmanager
 def running_idp(config: dict[str, Any]) -> Generator[Idp]:
     """Start idp.mjs with `config` on a free loopback port."""
