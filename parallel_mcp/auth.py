@@ -73,6 +73,7 @@ def auth_settings(settings: Settings) -> AuthSettings:
 def token_verifier(settings: Settings) -> JwtVerifier:
     """The verifier for the configured issuer and audience (and introspection client, if any)."""
     assert settings.oauth_issuer is not None
+    audience = oauth_audience(settings)
     introspector = None
     secret = settings.oauth_introspection_client_secret
     if settings.oauth_introspection_client_id is not None and secret is not None:
@@ -82,10 +83,10 @@ def token_verifier(settings: Settings) -> JwtVerifier:
             settings.oauth_introspection_client_id,
             secret.get_secret_value(),
             issuer=settings.oauth_issuer,
-            audience=oauth_audience(settings),
+            audience=audience,
             leeway=LEEWAY_SECONDS,
         )
-    return JwtVerifier(settings.oauth_issuer, oauth_audience(settings), introspector=introspector)
+    return JwtVerifier(settings.oauth_issuer, audience, introspector=introspector)
 
 
 def discovery_urls(issuer: str) -> list[str]:

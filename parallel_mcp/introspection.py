@@ -3,9 +3,11 @@
 Some providers issue access tokens that are not JWTs (or a team wants revocation to take effect at
 once): the server asks the issuer about each one, as a confidential client of its own. An answer is
 trusted only when the token is `active`, names this issuer (when it names one), this audience and a
-subject, and has not expired. Answers are cached by the token's digest (never the token) for at most
-a minute and never past the token's expiry; a refusal is cached briefly too, so made-up tokens cannot
-make the server hammer the issuer.
+subject (for a client acting for itself, its client id), is an access token, and is within its
+`nbf`/`exp`. Answers are cached by the token's digest (never the token) for at most a minute and
+never past the token's expiry; refusals are cached briefly in a cache of their own, so made-up tokens
+can neither evict good answers nor make the server hammer the issuer: at most `MAX_IN_FLIGHT`
+questions are open at once, and requests bearing one token share one question.
 """
 
 from __future__ import annotations
@@ -129,16 +131,9 @@ class Introspector:
         """
         try:
             await self._post(endpoint, {"token": "parallel-mcp-doctor-probe"}, self._credentials)
-        except httpx2.HTTPStatusError as exc:
-            status = exc.response.status_code
-            if status in (400, 401, 403):
-                raise IntrospectionError(
-                    f"the issuer refused this server's introspection client (HTTP {status}): check "
-                    "PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_ID and its secret"
-                ) from None
-            raise IntrospectionError(f"{endpoint} answered HTTP {status}") from None
         except (httpx2.HTTPError, ValueError) as exc:
-            raise IntrospectionError(f"{endpoint} could not be asked: {type(exc).__name__}") from None
+            why = _why_unasked(exc)
+            raise IntrospectionError(why if _client_refused(exc) else f"{endpoint} could not be asked: {why}") from None
 
     async def _ask(self, endpoint: str, token: str, digest: str) -> Introspected:
         if self._slots is None:
@@ -153,18 +148,12 @@ class Introspector:
         except IntrospectionError:
             _remember(self._refused, digest, (self._clock() + REFUSAL_CACHE_SECONDS, None))
             raise
-        except httpx2.HTTPStatusError as exc:
-            if exc.response.status_code in (400, 401, 403):
-                logger.warning(
-                    "the OAuth issuer refused this server's introspection client (HTTP %d): check "
-                    "PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_ID and its secret",
-                    exc.response.status_code,
-                )
-            status = exc.response.status_code
-            raise IntrospectionError(f"the introspection endpoint could not be asked: HTTP {status}") from None
         except (httpx2.HTTPError, ValueError) as exc:
             # Not cached: the issuer may answer the next request.
-            raise IntrospectionError(f"the introspection endpoint could not be asked: {type(exc).__name__}") from None
+            why = _why_unasked(exc)
+            if _client_refused(exc):
+                logger.warning("%s", why)
+            raise IntrospectionError(f"the introspection endpoint could not be asked: {why}") from None
         until = now + CACHE_SECONDS if found.expires_at is None else min(now + CACHE_SECONDS, found.expires_at)
         _remember(self._vouched_for, digest, (until, found))
         return found
@@ -220,6 +209,26 @@ def _remember(cache: OrderedDict[str, tuple[float, V]], digest: str, entry: tupl
     cache.move_to_end(digest)
     while len(cache) > CACHE_ENTRIES:
         cache.popitem(last=False)
+
+
+_CLIENT_REFUSED = (400, 401, 403)
+
+
+def _why_unasked(exc: httpx2.HTTPError | ValueError) -> str:
+    """Why the introspection endpoint gave no answer to go by, naming the settings when it refused this client."""
+    if isinstance(exc, httpx2.HTTPStatusError):
+        status = exc.response.status_code
+        if status in _CLIENT_REFUSED:
+            return (
+                f"the issuer refused this server's introspection client (HTTP {status}): check "
+                "PARALLEL_MCP_OAUTH_INTROSPECTION_CLIENT_ID and its secret"
+            )
+        return f"HTTP {status}"
+    return type(exc).__name__
+
+
+def _client_refused(exc: httpx2.HTTPError | ValueError) -> bool:
+    return isinstance(exc, httpx2.HTTPStatusError) and exc.response.status_code in _CLIENT_REFUSED
 
 
 def _audiences(value: object) -> list[str]:

@@ -65,6 +65,11 @@ def _private_file(file: Path) -> None:
         logger.warning("the run journal's folder %s is writable by others: they could replace the journal", file.parent)
     descriptor = os.open(file, os.O_RDWR | os.O_CREAT, 0o600)
     os.close(descriptor)
+    _private_sidecars(file)
+
+
+def _private_sidecars(file: Path) -> None:
+    """Make the journal and its WAL sidecars (once they exist) owner-only, whatever the umask."""
     os.chmod(file, 0o600)
     for suffix in ("-wal", "-shm"):
         sidecar = file.with_name(file.name + suffix)
@@ -135,7 +140,7 @@ def _connect(location: str) -> sqlite3.Connection:
         db.close()
         raise
     if location != MEMORY:
-        _private_file(Path(location))  # WAL sidecars exist now
+        _private_sidecars(Path(location))  # they exist now
     return db
 
 
