@@ -20,10 +20,10 @@ def run(mode: Mode) -> Outcome:  # noqa: ARG001 - the same work in quick and ful
     from parallel_mcp.config import Settings
     from parallel_mcp.emulator.outputs import build_output
     from parallel_mcp.models import TaskRun, TaskRunInput, TaskRunJsonOutput, TaskRunResult
-    from parallel_mcp.paging import estimate_tokens
+    from parallel_mcp.paging import estimate_tokens, page_output
     from parallel_mcp.processors import ProcessorTable
     from parallel_mcp.render import render_view
-    from parallel_mcp.runs import PageRequest, page_budget_chars, run_view
+    from parallel_mcp.runs import page_budget_chars, run_view
 
     settings = Settings()
     body = TaskRunInput(input="The European heat-pump market: players, prices, policy and outlook", processor="ultra8x")
@@ -46,8 +46,8 @@ def run(mode: Mode) -> Outcome:  # noqa: ARG001 - the same work in quick and ful
     pages: list[tuple[str, str]] = []  # (text, structured JSON) of each tool result
     offset: int | None = 0
     while offset is not None:
-        page = PageRequest(offset=offset)
-        view = run_view(run_model, result=result, page=page, budget_chars=budget_chars, processors=ProcessorTable())
+        page = page_output(output, offset=offset, budget_chars=budget_chars)
+        view = run_view(run_model, page, ProcessorTable())
         structured = json.dumps(view.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":"))
         pages.append((render_view(view), structured))
         assert view.output is not None

@@ -20,14 +20,14 @@ from parallel_mcp.guidance import (
     group_running_step,
     retry_after_hint,
     unjournaled_warning,
-    unread_group_warning,
+    unread_warning,
 )
-from parallel_mcp.intents import Intents, fingerprint
+from parallel_mcp.intents import Intents, Order, fingerprint
 from parallel_mcp.models import TaskGroup, TaskRunEvent, TaskRunInput, TaskRunJsonOutput, TaskSpec
 from parallel_mcp.paging import cut_value
 from parallel_mcp.processors import list_price
-from parallel_mcp.runs import Caller, excerpt
-from parallel_mcp.store import Claim, GroupRecord, Intent, RunRecord, Store, StoreError, group_ended, quietly
+from parallel_mcp.runs import Caller, excerpt, summary
+from parallel_mcp.store import Claim, GroupRecord, RunRecord, Store, StoreError, group_ended, quietly
 from parallel_mcp.views import GroupRunRow, PageInfo, RunError, TaskGroupView
 from parallel_mcp.waiter import ProgressSink, Waiter, ended_runs
 
@@ -57,6 +57,9 @@ class GroupRequest:
         return sum(list_price(i.processor) for i in self.inputs)
 
 
+GroupOrder = Order[GroupRequest]
+
+
 def group_fingerprint(request: GroupRequest) -> str:
     """The digest of everything a group's creation sends upstream."""
     spec = request.default_task_spec
@@ -68,6 +71,15 @@ def group_fingerprint(request: GroupRequest) -> str:
             "metadata": request.metadata,
         },
     )
+
+
+def group_order(request: GroupRequest, *, idempotency_key: str | None = None, force_new: bool = False) -> GroupOrder:
+    """`create_task_group`'s request as the create it is."""
+    first = summary(request.inputs[0].input)
+    rows = len(request.inputs)
+    said = first if rows == 1 else f"{rows} rows; the first: {first}"
+    digest = group_fingerprint(request)
+    return Order("group", request, digest, request.processor, rows, request.price, said, idempotency_key, force_new)
 
 
 def _run_records(request: GroupRequest, group_id: str, run_ids: list[str]) -> list[RunRecord]:
@@ -135,12 +147,10 @@ class GroupService:
     async def create(
         self,
         who: Caller,
-        request: GroupRequest,
+        order: Order[GroupRequest],
         *,
         wait: float,
         sink: ProgressSink | None,
-        idempotency_key: str | None = None,
-        force_new: bool = False,
         repeat_only: bool = False,
     ) -> TaskGroupView:
         """Create a group once per intent, add every input as a run, then wait up to `wait` seconds for them.
@@ -154,10 +164,8 @@ class GroupService:
                 it names the group.
             APIError: the API refused (nothing was billed).
         """
-        fingerprint = group_fingerprint(request)
-        runs, price = len(request.inputs), request.price
-        intent = Intent(who.owner, "group", fingerprint, idempotency_key, force_new, request.processor, runs, price)
-        claim = await self.intents.claim(intent, budgeted=not repeat_only)
+        request = order.request
+        claim = await self.intents.claim(order.intent(who.owner), budgeted=not repeat_only)
         if claim.outcome != "new" and claim.target_id is not None and claim.outcome != "created":
             claim = await self._reconcile(who, claim, request)
         repeat = await self.intents.admit(claim, "group", repeat_only=repeat_only)
@@ -249,7 +257,7 @@ class GroupService:
                 retry_after_seconds=hint,
                 next_step=group_running_step(group_id, 0, 0, hint),
             )
-            view.warnings.append(unread_group_warning(exc))
+            view.warnings.append(unread_warning("group", exc))
             return view
 
     async def get(
@@ -293,13 +301,12 @@ class GroupService:
         rows: list[GroupRunRow] | None = None,
         page: PageInfo | None = None,
     ) -> TaskGroupView:
-        status = group.status
         return TaskGroupView(
             task_group_id=group.task_group_id,
-            is_active=status.is_active,
-            num_task_runs=status.num_task_runs,
-            status_counts=status.task_run_status_counts,
-            status_message=status.status_message,
+            is_active=group.status.is_active,
+            num_task_runs=group.status.num_task_runs,
+            status_counts=group.status.task_run_status_counts,
+            status_message=group.status.status_message,
             retry_after_seconds=retry_after,
             next_step=next_step,
             rows=rows,

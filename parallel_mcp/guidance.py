@@ -6,6 +6,9 @@ means and what to do next are all written here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Protocol
+
 from parallel_mcp.errors import (
     AccessError,
     APIConnectionError,
@@ -24,6 +27,7 @@ from parallel_mcp.errors import (
 from parallel_mcp.processors import PROCESSORS, CostLimitError, ProcessorTable
 from parallel_mcp.store import Claim, IntentKind, StoreError
 from parallel_mcp.text import format_duration
+from parallel_mcp.views import ConfirmationNeeded
 
 MAX_HINT_SECONDS = 600
 UNKNOWN_PROCESSOR_HINT = 30
@@ -60,23 +64,52 @@ def processor_line(name: str) -> str:
 # -- runs ----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Words:
+    """How the agent is told about one kind of create: what it is called, and the tools that make and read it."""
+
+    noun: str
+    creator: str
+    reader: str
+    argument: str
+    """The reader's id argument."""
+    prefix: str
+    """How the ids look."""
+
+
+_KINDS: dict[IntentKind, _Words] = {
+    "run": _Words("run", "create_task_run", "get_task_run", "run_id", "trun_"),
+    "group": _Words("task group", "create_task_group", "get_task_group", "task_group_id", "tgrp_"),
+}
+
+
+def _read_call(kind: IntentKind, target_id: str, **more: int) -> str:
+    """The call that reads a run or group: ``get_task_run(run_id='trun_1', offset=5)``."""
+    words = _KINDS[kind]
+    extra = "".join(f", {name}={value}" for name, value in more.items())
+    return f"{words.reader}({words.argument}={target_id!r}{extra})"
+
+
+def _keep_waiting(kind: IntentKind, target_id: str, retry_after: int) -> str:
+    return (
+        f"Call {_read_call(kind, target_id, wait_seconds=SUGGESTED_WAIT_SECONDS)} to keep waiting: it returns as "
+        f"soon as the {_KINDS[kind].noun} ends. Expect about {retry_after} s before the next change"
+    )
+
+
 def still_running_step(run_id: str, retry_after: int) -> str:
     """The next step for a run that is still active after the wait."""
-    return (
-        f"Still running; this is normal. To keep waiting, call get_task_run(run_id={run_id!r}, "
-        f"wait_seconds={SUGGESTED_WAIT_SECONDS}): it returns as soon as the run ends. Expect about "
-        f"{retry_after} s before the next change, or do other work and come back. The Task API has no cancel."
-    )
+    waiting = _keep_waiting("run", run_id, retry_after)
+    return f"Still running; this is normal. {waiting}, or do other work and come back. The Task API has no cancel."
 
 
 def completed_step(run_id: str, next_offset: int | None) -> str:
     """The next step for a completed run, mentioning the next page when there is one."""
-    if next_offset is not None:
-        return (
-            f"Completed. This is one page of the output: call get_task_run(run_id={run_id!r}, "
-            f"offset={next_offset}) for the next page, or pass fields=[...] for chosen fields only."
-        )
-    return "Completed. The whole output is below; cite sources by their [n] numbers."
+    if next_offset is None:
+        return "Completed. The whole output is below; cite sources by their [n] numbers."
+    following = _read_call("run", run_id, offset=next_offset)
+    chosen = "or pass fields=[...] for chosen fields only"
+    return f"Completed. This is one page of the output: call {following} for the next page, {chosen}."
 
 
 def failed_step(processor: str) -> str:
@@ -97,50 +130,52 @@ def no_output_step(status: str) -> str:
     return f"The run is {status}; there is no output to read."
 
 
-_CREATE_TOOL = {"run": "create_task_run", "group": "create_task_group"}
-_NOUN = {"run": "run", "group": "task group"}
-
-
 def repeated_create_warning(kind: IntentKind, target_id: str, age: float, claim: Claim) -> str:
     """Said when a create repeats an earlier one and gets its run (or group) back."""
+    words = _KINDS[kind]
     if claim.idempotency_key is not None:
-        earlier = f"idempotency_key {claim.idempotency_key!r} already created {_NOUN[kind]} {target_id}"
+        earlier = f"idempotency_key {claim.idempotency_key!r} already created {words.noun} {target_id}"
     else:
-        earlier = f"The same request created {_NOUN[kind]} {target_id} {format_duration(age)} ago"
+        earlier = f"The same request created {words.noun} {target_id} {format_duration(age)} ago"
     return (
-        f"{earlier}: returned it; nothing new was billed. To start another on purpose, call "
-        f"{_CREATE_TOOL[kind]} again with force_new=true."
+        f"{earlier}: returned it; nothing new was billed. To start another on purpose, call {words.creator} again "
+        "with force_new=true."
     )
+
+
+def _same(claim: Claim) -> str:
+    return f"idempotency_key {claim.idempotency_key!r}" if claim.idempotency_key else "the same request"
 
 
 def unconfirmed_create_message(kind: IntentKind, age: float, claim: Claim) -> str:
     """A repeat of a create whose answer never came: refuse to send it blindly again."""
+    words = _KINDS[kind]
     target = f" (task group {claim.target_id})" if claim.target_id else ""
-    same = f"idempotency_key {claim.idempotency_key!r}" if claim.idempotency_key else "the same request"
     return (
-        f"A create with {same}, sent {format_duration(age)} ago{target}, may have created a {_NOUN[kind]}, but its "
-        "answer was lost, so it cannot be confirmed; nothing new was sent. Tell the user, and look for it with "
-        "list_task_runs or on platform.parallel.ai. Only if the user accepts a possible second billed "
-        f"{_NOUN[kind]}, call {_CREATE_TOOL[kind]} again with force_new=true."
+        f"A create with {_same(claim)}, sent {format_duration(age)} ago{target}, may have created a {words.noun}, "
+        "but its answer was lost, so it cannot be confirmed; nothing new was sent. Tell the user, and look for it "
+        "with list_task_runs or on platform.parallel.ai. Only if the user accepts a possible second billed "
+        f"{words.noun}, call {words.creator} again with force_new=true."
     )
 
 
 def pending_create_message(kind: IntentKind, claim: Claim) -> str:
     """A repeat of a create that another call is still sending: nothing new is sent, ask again soon."""
-    same = f"idempotency_key {claim.idempotency_key!r}" if claim.idempotency_key else "the same request"
+    words = _KINDS[kind]
     return (
-        f"A create with {same} was sent moments ago (by another call, or by a server that stopped before it "
-        f"answered) and its answer has not come yet; nothing new was sent. Call {_CREATE_TOOL[kind]} again in a "
-        f"minute: it then returns that {_NOUN[kind]}, or says if its outcome is unknown."
+        f"A create with {_same(claim)} was sent moments ago (by another call, or by a server that stopped before it "
+        f"answered) and its answer has not come yet; nothing new was sent. Call {words.creator} again in a "
+        f"minute: it then returns that {words.noun}, or says if its outcome is unknown."
     )
 
 
 def repeat_lapsed_message(kind: IntentKind) -> str:
     """A repeat that was not asked for confirmation found its earlier create just out of the dedupe window."""
+    words = _KINDS[kind]
     return (
-        f"Nothing was created: this call repeated an earlier identical create, which stopped counting as the same "
-        f"request just now. Call {_CREATE_TOOL[kind]} again to start a new {_NOUN[kind]} (the user is asked first "
-        "if its price needs it)."
+        "Nothing was created: this call repeated an earlier identical create, which stopped counting as the same "
+        f"request just now. Call {words.creator} again to start a new {words.noun} (the user is asked first if its "
+        "price needs it)."
     )
 
 
@@ -152,9 +187,13 @@ def unjournaled_warning(target_id: str) -> str:
     )
 
 
-def unread_status_warning(error: ParallelMCPError) -> str:
-    """Said when a run exists but its status could not be read after creating it."""
-    return f"The run was created, but reading its status failed: {error}"
+_CREATED = {"run": "The run was created", "group": "The task group was created and its runs added"}
+_UNREAD = ", but reading its status failed: "
+
+
+def unread_warning(kind: IntentKind, error: ParallelMCPError) -> str:
+    """Said when a run (or group) exists but its status could not be read after creating it."""
+    return f"{_CREATED[kind]}{_UNREAD}{error}"
 
 
 def run_list_step(found: bool) -> str:
@@ -169,25 +208,16 @@ def run_list_step(found: bool) -> str:
 
 def group_running_step(group_id: str, ended: int, total: int, retry_after: int) -> str:
     """The next step for a group whose runs are not all done."""
-    return (
-        f"{ended} of {total} runs have ended. Call get_task_group(task_group_id={group_id!r}, "
-        f"wait_seconds={SUGGESTED_WAIT_SECONDS}) to keep waiting; expect about {retry_after} s before the next change."
-    )
-
-
-def unread_group_warning(error: ParallelMCPError) -> str:
-    """Said when a group exists but its status could not be read after creating it."""
-    return f"The task group was created and its runs added, but reading its status failed: {error}"
+    return f"{ended} of {total} runs have ended. {_keep_waiting('group', group_id, retry_after)}."
 
 
 def group_rows_step(group_id: str, next_offset: int | None) -> str:
     """The next step for a finished group: the next page of rows, or where a row's sources are."""
-    if next_offset is not None:
-        return (
-            f"All runs ended. This is one page of rows: call get_task_group(task_group_id={group_id!r}, "
-            f"offset={next_offset}) for the next. Basis and citations of a row: get_task_run(run_id)."
-        )
-    return "All runs ended; every row is below. Basis and citations of a row: get_task_run(run_id)."
+    sources = "Basis and citations of a row: get_task_run(run_id)."
+    if next_offset is None:
+        return f"All runs ended; every row is below. {sources}"
+    following = _read_call("group", group_id, offset=next_offset)
+    return f"All runs ended. This is one page of rows: call {following} for the next. {sources}"
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -226,7 +256,7 @@ def _may_exist(error: RunMayExistError) -> str:
     if error.group_id is not None:
         return (
             f"{error} Runs may have been added to task group {error.group_id}: check it with "
-            f"get_task_group(task_group_id={error.group_id!r}) before adding them again."
+            f"{_read_call('group', error.group_id)} before adding them again."
         )
     return (
         f"{error} Do not call create_task_run again right away: a repeat of this call will not send it again. "
@@ -250,22 +280,23 @@ def _status_error(error: APIStatusError, *, run_id: str | None, group_id: str | 
     if isinstance(error, PermissionDeniedError):
         return f"The API refused the request (HTTP 403){ref}: {error.message}. Use one of: {', '.join(PROCESSORS)}."
     if isinstance(error, NotFoundError):
-        if group_id is not None:
-            return (
-                f"No task group {group_id!r} exists for this API key{ref}. Use a task_group_id exactly as "
-                "create_task_group returned it (it looks like tgrp_...)."
-            )
-        target = f"run {run_id!r}" if run_id else "such run"
-        return (
-            f"No {target} exists for this API key{ref}. Use a run_id exactly as create_task_run returned it "
-            "(it looks like trun_...); list_task_runs shows the runs created here."
-        )
+        return _not_found("group", group_id, ref) if group_id is not None else _not_found("run", run_id, ref)
     if isinstance(error, UnprocessableEntityError):
         return f"The Task API rejected the request (HTTP 422){ref}: {error.message}"
     if isinstance(error, RateLimitError):
         wait = f" Retry after about {error.retry_after:.0f} s." if error.retry_after else " Retry shortly."
         return f"The Task API is rate limiting this key (HTTP 429){ref}.{wait}"
     return f"The Task API failed (HTTP {error.status_code}){ref}: {error.message}. Try again in a minute."
+
+
+def _not_found(kind: IntentKind, target_id: str | None, ref: str) -> str:
+    words = _KINDS[kind]
+    target = f"{words.noun} {target_id!r}" if target_id else f"such {words.noun}"
+    listed = "; list_task_runs shows the runs created here" if kind == "run" else ""
+    return (
+        f"No {target} exists for this API key{ref}. Use a {words.argument} exactly as {words.creator} returned it "
+        f"(it looks like {words.prefix}...){listed}."
+    )
 
 
 def unexpected_error_message(error: Exception) -> str:
@@ -288,44 +319,55 @@ def _setting(name: str) -> str:
     return f"{name} ({_SETTING_ENV[name]})"
 
 
-def _runs(count: int, processor: str) -> str:
-    return f"{count} billed {processor} run{'s' if count != 1 else ''}"
+class Billed(Protocol):
+    """What a create bills: `runs` runs of one processor, `price_usd` together (an intent, an order, a
+    confirmation)."""
+
+    @property
+    def processor(self) -> str: ...
+    @property
+    def runs(self) -> int: ...
+    @property
+    def price_usd(self) -> float: ...
 
 
-def budget_refusal(count: int, processor: str, price: float, spent: float, budget: float) -> str:
+def _billed(billed: Billed) -> str:
+    plural = "s" if billed.runs != 1 else ""
+    return f"{billed.runs} billed {billed.processor} run{plural} for ${billed.price_usd:.4g}"
+
+
+def budget_refusal(billed: Billed, spent: float, budget: float) -> str:
     """A create that would take its owner's spending today above the daily budget: refused, nothing created."""
     return (
-        f"Refused by this server's daily budget, {_setting('daily_budget_usd')} = ${budget:g}: this call's "
-        f"{_runs(count, processor)} cost ${price:.4g}, and ${spent:.4g} was already spent today (UTC) by this "
-        "key or user. Nothing was created. Use a cheaper processor or fewer inputs, wait for the budget to "
-        "reset at 00:00 UTC, or ask the user to raise the budget."
+        f"Refused by this server's daily budget, {_setting('daily_budget_usd')} = ${budget:g}: this call would "
+        f"start {_billed(billed)}, and ${spent:.4g} was already spent today (UTC) by this key or user. Nothing "
+        "was created. Use a cheaper processor or fewer inputs, wait for the budget to reset at 00:00 UTC, or "
+        "ask the user to raise the budget."
     )
 
 
-def confirmation_question(count: int, processor: str, price: float, limit: float, summary: str) -> str:
+def confirmation_question(billed: Billed, limit: float, summary: str) -> str:
     """What the human is asked before a create above `confirm_above_usd`."""
-    return (
-        f"Start {_runs(count, processor)} for ${price:.4g}? This server asks above ${limit:g} "
-        f"(confirm_above_usd). Input: {summary}"
-    )
+    return f"Start {_billed(billed)}? This server asks above ${limit:g} (confirm_above_usd). Input: {summary}"
 
 
-def confirmation_needed_step(tool: str, count: int, processor: str, price: float, limit: float, minutes: int) -> str:
+def confirmation_needed_step(kind: IntentKind, confirmation: ConfirmationNeeded) -> str:
     """The next step of a create that waits for the user's yes (clients that cannot ask the user themselves)."""
+    limit, minutes = confirmation.limit_usd, confirmation.expires_in_seconds // 60
     return (
-        f"Confirmation needed; nothing was created. This call would start {_runs(count, processor)} for "
-        f"${price:.4g}, above this server's {_setting('confirm_above_usd')} = ${limit:g}. Ask the user whether "
-        f"to spend it. Only if they agree, call {tool} again with exactly the same arguments plus "
-        f"confirm_token (below; valid {minutes} min, once)."
+        f"Confirmation needed; nothing was created. This call would start {_billed(confirmation)}, above this "
+        f"server's {_setting('confirm_above_usd')} = ${limit:g}. Ask the user whether to spend it. Only if they "
+        f"agree, call {_KINDS[kind].creator} again with exactly the same arguments plus confirm_token (below; "
+        f"valid {minutes} min, once)."
     )
 
 
-def declined_message(count: int, processor: str, price: float, limit: float) -> str:
+def declined_message(billed: Billed, limit: float) -> str:
     """The user said no (or dismissed the question) to a create above `confirm_above_usd`."""
+    setting = _setting("confirm_above_usd")
     return (
-        f"The user declined to start {_runs(count, processor)} for ${price:.4g} (asked because it is above "
-        f"{_setting('confirm_above_usd')} = ${limit:g}). Nothing was created; do not repeat the call unless the "
-        "user asks for it."
+        f"The user declined to start {_billed(billed)} (asked because it is above {setting} = ${limit:g}). "
+        "Nothing was created; do not repeat the call unless the user asks for it."
     )
 
 
@@ -337,12 +379,12 @@ _TOKEN_PROBLEMS = {
 }
 
 
-def bad_token_message(problem: str, tool: str, limit: float) -> str:
+def bad_token_message(problem: str, kind: IntentKind, limit: float) -> str:
     """A confirm_token that cannot confirm this create."""
     return (
         f"confirm_token refused: {_TOKEN_PROBLEMS.get(problem, problem)}. Nothing was created. Calls above "
-        f"{_setting('confirm_above_usd')} = ${limit:g} need the user's yes: call {tool} without confirm_token for "
-        "a new one, and ask the user before passing it back."
+        f"{_setting('confirm_above_usd')} = ${limit:g} need the user's yes: call {_KINDS[kind].creator} without "
+        "confirm_token for a new one, and ask the user before passing it back."
     )
 
 
@@ -384,8 +426,7 @@ def report_pending_text(run_id: str, status: str, error: str | None) -> str:
 
 
 def task_working_message(
-    noun: str,
-    target_id: str,
+    run_id: str,
     status: str,
     processor: str | None,
     band: str | None,
@@ -394,7 +435,7 @@ def task_working_message(
     progress: str | None,
 ) -> str:
     """A working task's status message: the run's own progress when known, else how long its processor takes."""
-    parts = [f"{noun} {target_id} is {status}"]
+    parts = [f"Run {run_id} is {status}"]
     if elapsed is not None:
         parts.append(f"{format_duration(elapsed)} so far")
     if progress:
@@ -409,16 +450,16 @@ def task_group_message(group_id: str, ended: int, total: int) -> str:
     return f"Task group {group_id}: {ended} of {total} runs have ended."
 
 
-def task_ended_message(noun: str, target_id: str, status: str) -> str:
+def task_ended_message(kind: IntentKind, target_id: str, status: str) -> str:
     """The status message of a task whose run (or group) ended."""
-    return f"{noun} {target_id} is {status}; the result is inlined."
+    return f"{_KINDS[kind].noun.capitalize()} {target_id} is {status}; the result is inlined."
 
 
-def task_detached_message(noun: str, target_id: str, tool: str, argument: str) -> str:
+def task_detached_message(kind: IntentKind, target_id: str) -> str:
     """What a cancelled task says: the Task API has no cancel, so only the task was let go."""
     return (
-        f"Detached at the client's request; the Task API has no cancel, so {noun.lower()} {target_id} goes on and "
-        f"is billed. {tool}({argument}={target_id!r}) still reads it."
+        f"Detached at the client's request; the Task API has no cancel, so {_KINDS[kind].noun} {target_id} goes on "
+        f"and is billed. {_read_call(kind, target_id)} still reads it."
     )
 
 
@@ -427,15 +468,10 @@ def task_unread_message(error: ParallelMCPError) -> str:
     return f"Could not read its status this time ({error}); poll again."
 
 
-_TRANSIENT_WARNINGS = (
-    "The run was created, but reading its status failed",
-    "The task group was created and its runs added, but reading its status failed",
-)
-
-
 def lasting_warnings(warnings: list[str]) -> list[str]:
-    """The warnings of a create that still hold once its run is read again (not 'reading its status failed')."""
-    return [warning for warning in warnings if not warning.startswith(_TRANSIENT_WARNINGS)]
+    """The warnings of a create that still hold once its run is read again (not `unread_warning`'s)."""
+    passing = tuple(created + _UNREAD for created in _CREATED.values())
+    return [warning for warning in warnings if not warning.startswith(passing)]
 
 
 # -- prompts -------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
 
@@ -34,6 +34,7 @@ INTENT_TAG = "pmcp_intent"
 FOLLOW_POLL_SECONDS = 0.05
 FOLLOW_MAX_SECONDS = 90.0
 """How long a repeat follows an identical create that another call is sending (the create's own bound)."""
+R = TypeVar("R")
 
 
 def fingerprint(kind: IntentKind, payload: Any) -> str:
@@ -46,6 +47,37 @@ def day_start(now: float) -> float:
     """Midnight UTC of the day `now` falls on (epoch seconds): when a daily budget starts again."""
     day = dt.datetime.fromtimestamp(now, dt.UTC).date()
     return dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
+
+
+@dataclass(frozen=True)
+class Order(Generic[R]):
+    """One create as the agent asked for it: the request it sends, what it bills, and what makes another
+    create the same one. Worked out once per call (`run_order`, `group_order`), before anyone owns it."""
+
+    kind: IntentKind
+    request: R
+    fingerprint: str
+    """A digest of everything sent upstream: a confirm token is bound to it, and a repeat is found by it."""
+    processor: str
+    runs: int
+    price_usd: float
+    summary: str
+    """The input in one short line, for the user."""
+    idempotency_key: str | None = None
+    force_new: bool = False
+
+    def intent(self, owner: str) -> Intent:
+        """This create as `owner`'s intent, as the store claims it."""
+        return Intent(
+            owner,
+            self.kind,
+            self.fingerprint,
+            self.idempotency_key,
+            self.force_new,
+            processor=self.processor,
+            runs=self.runs,
+            price_usd=self.price_usd,
+        )
 
 
 @dataclass(frozen=True)
@@ -155,4 +187,4 @@ class Intents:
 
 
 def _over_budget(intent: Intent, spent: float, budget: Budget) -> SpendRefused:
-    return SpendRefused(budget_refusal(intent.runs, intent.processor, intent.price_usd, spent, budget.limit_usd))
+    return SpendRefused(budget_refusal(intent, spent, budget.limit_usd))

@@ -25,13 +25,13 @@ from parallel_mcp.guidance import (
     retry_after_hint,
     still_running_step,
     unjournaled_warning,
-    unread_status_warning,
+    unread_warning,
 )
-from parallel_mcp.intents import INTENT_TAG, Intents, fingerprint
+from parallel_mcp.intents import INTENT_TAG, Intents, Order, fingerprint
 from parallel_mcp.models import ACTIVE_STATUSES, TaskRun, TaskRunInput, TaskRunResult, Webhook, seconds_since
 from parallel_mcp.paging import CHARS_PER_TOKEN, page_output
 from parallel_mcp.processors import ProcessorTable, list_price
-from parallel_mcp.store import Claim, Intent, JournalEntry, RunRecord, Store, StoreError, quietly, run_ended
+from parallel_mcp.store import Claim, JournalEntry, RunRecord, Store, StoreError, quietly, run_ended
 from parallel_mcp.text import shorten
 from parallel_mcp.views import OutputPage, Progress, RunError, TaskRunView
 from parallel_mcp.waiter import ProgressSink, ProgressState, Waiter, WaitOutcome
@@ -44,7 +44,9 @@ T = TypeVar("T")
 PAGES_KEPT = 512
 """Pages of completed outputs kept as cut, for re-reads (each keyed by run, offset, fields and basis)."""
 EXCERPT_CHARS = 160
+SUMMARY_CHARS = 100
 MAX_METADATA_KEYS = 16
+RunOrder = Order[TaskRunInput]
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,21 @@ def excerpt(value: object) -> str:
 def run_fingerprint(body: TaskRunInput) -> str:
     """The digest of everything a create sends upstream: two creates with the same one are the same request."""
     return fingerprint("run", body.model_dump(mode="json", exclude_none=True))
+
+
+def summary(value: object) -> str:
+    """The input in one short line, for the user asked to approve its price."""
+    return shorten(excerpt(value), SUMMARY_CHARS)
+
+
+def run_order(
+    body: TaskRunInput, *, idempotency_key: str | None = None, force_new: bool = False
+) -> Order[TaskRunInput]:
+    """`create_task_run`'s body as the create it is."""
+    price = list_price(body.processor)
+    return Order(
+        "run", body, run_fingerprint(body), body.processor, 1, price, summary(body.input), idempotency_key, force_new
+    )
 
 
 def tag_intent(body: TaskRunInput, intent_id: str) -> TaskRunInput:
@@ -166,12 +183,10 @@ class RunService:
     async def create(
         self,
         who: Caller,
-        body: TaskRunInput,
+        order: Order[TaskRunInput],
         *,
         wait: float,
         sink: ProgressSink | None,
-        idempotency_key: str | None = None,
-        force_new: bool = False,
         repeat_only: bool = False,
     ) -> TaskRunView:
         """Create a run once per intent, then wait up to `wait` seconds for it.
@@ -186,10 +201,8 @@ class RunService:
             RunMayExistError: this request, or the earlier one it repeats, may have created a run.
             APIError: the API refused the create (nothing was billed).
         """
-        client, owner = who.client, who.owner
-        price = list_price(body.processor)
-        intent = Intent(owner, "run", run_fingerprint(body), idempotency_key, force_new, body.processor, 1, price)
-        claim = await self.intents.claim(intent, budgeted=not repeat_only)
+        client, owner, body = who.client, who.owner, order.request
+        claim = await self.intents.claim(order.intent(owner), budgeted=not repeat_only)
         repeat = await self.intents.admit(claim, "run", repeat_only=repeat_only)
         if repeat is not None:
             # A repeat answers at once: it is often a call the client cut, sent again under the same short
@@ -334,23 +347,20 @@ class RunService:
         view = self.view(outcome.run, result=outcome.result, page=page, progress=progress_view(outcome.progress))
         if outcome.error is not None:
             # The run exists: hand back its id rather than an error that invites a second create.
-            view.warnings.append(unread_status_warning(outcome.error))
+            view.warnings.append(unread_warning("run", outcome.error))
         return view
 
     def view(
         self, run: TaskRun, *, result: TaskRunResult | None, page: PageRequest, progress: Progress | None = None
     ) -> TaskRunView:
-        """The agent-facing view of a run at this service's page budget and pace (see `run_view`)."""
-        paged = self._page(run.run_id, result, page) if result is not None else None
-        return run_view(
-            run,
-            result=result,
-            page=page,
-            progress=progress,
-            budget_chars=self.page_budget_chars,
-            processors=self.processors,
-            paged=paged,
-        )
+        """The agent-facing view of a run, and of one page of its output once completed.
+
+        Raises:
+            ArgumentError: `page.fields` names a field the output does not have, or `page.offset`
+                lies outside it.
+        """
+        output = self._page(run.run_id, result, page) if result is not None else None
+        return run_view(run, output, self.processors, progress)
 
     def _page(self, run_id: str, result: TaskRunResult, page: PageRequest) -> OutputPage:
         """A page of a completed output; results never change, so a page read again is cut once."""
@@ -373,33 +383,13 @@ class RunService:
 
 
 def run_view(
-    run: TaskRun,
-    *,
-    result: TaskRunResult | None,
-    page: PageRequest,
-    budget_chars: int,
-    processors: ProcessorTable,
-    progress: Progress | None = None,
-    paged: OutputPage | None = None,
+    run: TaskRun, output: OutputPage | None, processors: ProcessorTable, progress: Progress | None = None
 ) -> TaskRunView:
-    """The agent-facing view of a run, and of one page of its output once completed (`paged`, when the
-    caller has that page already).
-
-    Raises:
-        ArgumentError: `page.fields` names a field the output does not have, or `page.offset`
-            lies outside it.
-    """
+    """The agent-facing view of a run, with one page of its output once completed; the processor table
+    (at the pace runs go) sets the polling hint."""
     elapsed = seconds_since(run.created_at)
-    output = None
     retry_after = None
-    if result is not None:
-        output = paged or page_output(
-            result.output,
-            offset=page.offset,
-            budget_chars=budget_chars,
-            fields=page.fields,
-            include_basis=page.include_basis,
-        )
+    if output is not None:
         next_step = completed_step(run.run_id, output.page.next_offset)
     elif run.status == "failed":
         next_step = failed_step(run.processor)

@@ -25,106 +25,51 @@ from pydantic import BaseModel, Field
 from parallel_mcp.arguments import CreateGroupArguments, CreateRunArguments, group_request, parse, run_body
 from parallel_mcp.config import Settings
 from parallel_mcp.errors import ParallelMCPError, SpendRefused
-from parallel_mcp.groups import GroupRequest, group_fingerprint
-from parallel_mcp.guidance import (
-    bad_token_message,
-    confirmation_needed_step,
-    confirmation_question,
-    declined_message,
-)
+from parallel_mcp.groups import GroupRequest, group_order
+from parallel_mcp.guidance import bad_token_message, confirmation_question, declined_message
+from parallel_mcp.intents import Order
 from parallel_mcp.models import TaskRunInput
-from parallel_mcp.processors import check_cost, list_price
-from parallel_mcp.runs import excerpt, run_fingerprint
+from parallel_mcp.processors import check_cost
+from parallel_mcp.runs import run_order
 from parallel_mcp.runtime import AppContext, caller
-from parallel_mcp.store import EPSILON_USD, Intent, IntentKind
-from parallel_mcp.text import shorten
+from parallel_mcp.store import EPSILON_USD
 from parallel_mcp.views import ConfirmationNeeded
 
 CONFIRM_TOKEN_SECONDS = 300
 """How long a confirm token stays valid: enough to ask the user, short enough to be about this request."""
-SUMMARY_CHARS = 100
 TOKEN_PREFIX = "pmc_"
 CLOCK: Callable[[], float] = time.time
 """The time tokens are issued and checked at (tests move it)."""
 
-_TOOL = {"run": "create_task_run", "group": "create_task_group"}
 R = TypeVar("R")
 
 
 @dataclass(frozen=True)
-class Spend:
-    """What one create would bill, and the request it is."""
-
-    kind: IntentKind
-    processor: str
-    runs: int
-    price_usd: float
-    summary: str
-    """The input in one short line, for the user."""
-    fingerprint: str
-    """The request (everything sent upstream): a confirm token is bound to it."""
-    idempotency_key: str | None = None
-    force_new: bool = False
-
-    def intent(self, owner: str) -> Intent:
-        """The intent this create is, for `owner`."""
-        return Intent(
-            owner,
-            self.kind,
-            self.fingerprint,
-            self.idempotency_key,
-            self.force_new,
-            processor=self.processor,
-            runs=self.runs,
-            price_usd=self.price_usd,
-        )
-
-
-def run_spend(body: TaskRunInput, *, idempotency_key: str | None = None, force_new: bool = False) -> Spend:
-    """The spend of `create_task_run`'s body."""
-    summary = shorten(excerpt(body.input), SUMMARY_CHARS)
-    price = list_price(body.processor)
-    return Spend("run", body.processor, 1, price, summary, run_fingerprint(body), idempotency_key, force_new)
-
-
-def group_spend(request: GroupRequest, *, idempotency_key: str | None = None, force_new: bool = False) -> Spend:
-    """The spend of `create_task_group`'s request."""
-    first = shorten(excerpt(request.inputs[0].input), SUMMARY_CHARS)
-    summary = first if len(request.inputs) == 1 else f"{len(request.inputs)} rows; the first: {first}"
-    fingerprint = group_fingerprint(request)
-    return Spend(
-        "group", request.processor, len(request.inputs), request.price, summary, fingerprint, idempotency_key, force_new
-    )
-
-
-@dataclass(frozen=True)
 class CreateCall(Generic[R]):
-    """A create tool's call: its arguments, the request it would send, and what that would spend."""
+    """A create tool's call: its arguments, and the create they ask for."""
 
     args: CreateRunArguments | CreateGroupArguments
-    request: R
-    spend: Spend
+    order: Order[R]
 
 
 def run_call(arguments: dict[str, Any], settings: Settings) -> CreateCall[TaskRunInput]:
     """`create_task_run`'s arguments, parsed (`ArgumentError` names what is wrong)."""
     args = parse(CreateRunArguments, arguments)
     body = run_body(args, default_processor=settings.default_processor)
-    return CreateCall(args, body, run_spend(body, idempotency_key=args.idempotency_key, force_new=args.force_new))
+    return CreateCall(args, run_order(body, idempotency_key=args.idempotency_key, force_new=args.force_new))
 
 
 def group_call(arguments: dict[str, Any], settings: Settings) -> CreateCall[GroupRequest]:
     """`create_task_group`'s arguments, parsed (`ArgumentError` names what is wrong)."""
     args = parse(CreateGroupArguments, arguments)
     request = group_request(args, default_processor=settings.default_processor)
-    spend = group_spend(request, idempotency_key=args.idempotency_key, force_new=args.force_new)
-    return CreateCall(args, request, spend)
+    return CreateCall(args, group_order(request, idempotency_key=args.idempotency_key, force_new=args.force_new))
 
 
-async def repeats(app: AppContext, owner: str, spend: Spend) -> bool:
+async def repeats(app: AppContext, owner: str, order: Order[Any]) -> bool:
     """True when this create repeats one that already made its run or group: it bills nothing, so no
     spending guard applies and nobody is asked."""
-    return await app.runs.intents.repeats(spend.intent(owner))
+    return await app.runs.intents.repeats(order.intent(owner))
 
 
 class Confirm(BaseModel):
@@ -142,15 +87,15 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def needs_confirmation(settings: Settings, spend: Spend) -> bool:
-    """True when the call costs more than `confirm_above_usd`."""
+def needs_confirmation(settings: Settings, order: Order[Any]) -> bool:
+    """True when the create costs more than `confirm_above_usd`."""
     limit = settings.confirm_above_usd
-    return limit is not None and spend.price_usd > limit + EPSILON_USD
+    return limit is not None and order.price_usd > limit + EPSILON_USD
 
 
-def guarded(settings: Settings, spend: Spend) -> bool:
+def guarded(settings: Settings, order: Order[Any]) -> bool:
     """True when a spending guard looks at this create: a daily budget, or a price above `confirm_above_usd`."""
-    return settings.daily_budget_usd is not None or needs_confirmation(settings, spend)
+    return settings.daily_budget_usd is not None or needs_confirmation(settings, order)
 
 
 def can_elicit(ctx: Context[Any, Any]) -> bool:
@@ -179,7 +124,7 @@ async def guard(
     app: AppContext,
     ctx: Context[Any, Any],
     owner: str,
-    spend: Spend,
+    order: Order[Any],
     *,
     token: str | None,
     approval: ElicitationResult[Confirm],
@@ -191,45 +136,33 @@ async def guard(
             request's, is used or has expired.
     """
     settings = app.settings
-    await app.runs.intents.check_budget(spend.intent(owner))
+    await app.runs.intents.check_budget(order.intent(owner))
     limit = settings.confirm_above_usd
-    if limit is None or not needs_confirmation(settings, spend):
+    if limit is None or not needs_confirmation(settings, order):
         return Passage()
     now = CLOCK()
     if token:
         redeemed = token_hash(token)
-        outcome = await app.store.redeem_confirmation(owner, redeemed, spend.fingerprint, now)
+        outcome = await app.store.redeem_confirmation(owner, redeemed, order.fingerprint, now)
         if outcome != "ok":
-            raise SpendRefused(bad_token_message(outcome, _TOOL[spend.kind], limit))
+            raise SpendRefused(bad_token_message(outcome, order.kind, limit))
         return Passage(redeemed=redeemed)
     if can_elicit(ctx):
         if isinstance(approval, AcceptedElicitation) and approval.data.confirm:
             return Passage()
-        raise SpendRefused(declined_message(spend.runs, spend.processor, spend.price_usd, limit))
+        raise SpendRefused(declined_message(order, limit))
     issued = TOKEN_PREFIX + secrets.token_urlsafe(18)
-    await app.store.issue_confirmation(owner, token_hash(issued), spend.fingerprint, now + CONFIRM_TOKEN_SECONDS)
+    await app.store.issue_confirmation(owner, token_hash(issued), order.fingerprint, now + CONFIRM_TOKEN_SECONDS)
     pending = ConfirmationNeeded(
         confirm_token=issued,
         expires_in_seconds=CONFIRM_TOKEN_SECONDS,
-        processor=spend.processor,
-        runs=spend.runs,
-        price_usd=round(spend.price_usd, 6),
+        processor=order.processor,
+        runs=order.runs,
+        price_usd=round(order.price_usd, 6),
         limit_usd=limit,
-        input_summary=spend.summary,
+        input_summary=order.summary,
     )
     return Passage(pending=pending)
-
-
-def confirmation_step(confirmation: ConfirmationNeeded, kind: IntentKind) -> str:
-    """The next step of a create that waits for the user's yes."""
-    return confirmation_needed_step(
-        _TOOL[kind],
-        confirmation.runs,
-        confirmation.processor,
-        confirmation.price_usd,
-        confirmation.limit_usd,
-        confirmation.expires_in_seconds // 60,
-    )
 
 
 # -- resolvers: asking the user before the tool body runs ------------------------------------------
@@ -256,17 +189,17 @@ async def _ask(
     if limit is None or arguments.get("confirm_token") or not can_elicit(ctx):
         return NOT_ASKED
     try:
-        spend = call_of(arguments, app.settings).spend
-        if not needs_confirmation(app.settings, spend):
+        order = call_of(arguments, app.settings).order
+        if not needs_confirmation(app.settings, order):
             return NOT_ASKED
-        check_cost(spend.processor, app.settings.max_cost_usd)
+        check_cost(order.processor, app.settings.max_cost_usd)
         who = await caller(app, ctx.headers)
-        if await repeats(app, who.owner, spend):
+        if await repeats(app, who.owner, order):
             return NOT_ASKED
-        await app.runs.intents.check_budget(spend.intent(who.owner))
+        await app.runs.intents.check_budget(order.intent(who.owner))
     except ParallelMCPError:
         return NOT_ASKED
-    question = confirmation_question(spend.runs, spend.processor, spend.price_usd, limit, spend.summary)
+    question = confirmation_question(order, limit, order.summary)
     return Elicit(question, Confirm)
 
 

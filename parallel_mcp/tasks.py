@@ -52,8 +52,6 @@ TASK_TOOLS: dict[str, IntentKind] = {"create_task_run": "run", "create_task_grou
 MEMORY_TTL_MS = 3_600_000
 """A store in memory (the emulator, journal off) ends with the process: a task there is short-lived."""
 _MODERN = frozenset(MODERN_PROTOCOL_VERSIONS)
-_NOUN = {"run": "Run", "group": "Task group"}
-_READER = {"run": ("get_task_run", "run_id"), "group": ("get_task_group", "task_group_id")}
 _TRANSIENT = (APIConnectionError, RateLimitError, StoreError)
 """Read failures that say nothing about the run: the task stays working."""
 
@@ -157,17 +155,15 @@ class TasksExtension(Extension):
             logger.error("no task for %s (the store failed: %s); answering with the plain result", target, exc)
             return result
         logger.info("task %s follows %s %s", task.task_id, kind, target)
-        message = _working(app, task, view) if view.is_active else task_ended_message(_NOUN[kind], target, "ended")
+        message = _working(app, task, view) if view.is_active else task_ended_message(kind, target, "ended")
         return {"resultType": "task", **_task(app, task, "working", message, _poll_ms(app, view))}
 
     async def get(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
         """`tasks/get`: the task's status; once its run ended, the tool's result inlined."""
         app, who = await _who(ctx)
         task = await self._find(app, who, params.task_id)
-        noun = _NOUN[task.kind]
         if task.cancelled_at is not None:
-            tool, argument = _READER[task.kind]
-            return _task(app, task, "cancelled", task_detached_message(noun, task.target_id, tool, argument), None)
+            return _task(app, task, "cancelled", task_detached_message(task.kind, task.target_id), None)
         shaping: dict[str, Any] = json.loads(task.shaping)
         try:
             view = await self._read(app, who, task, shaping)
@@ -186,12 +182,12 @@ class TasksExtension(Extension):
             return _task(app, task, "working", _working(app, task, view), _poll_ms(app, view))
         result = tool_result(app, view)
         if isinstance(view, TaskRunView) and view.status == "cancelled":
-            return _task(app, task, "cancelled", task_ended_message(noun, task.target_id, "cancelled"), None)
+            return _task(app, task, "cancelled", task_ended_message(task.kind, task.target_id, "cancelled"), None)
         if isinstance(view, TaskRunView) and view.status == "failed":
             result.is_error = True
         status = view.status if isinstance(view, TaskRunView) else "done"
         return _task(
-            app, task, "completed", task_ended_message(noun, task.target_id, status), None, result=_dump(result)
+            app, task, "completed", task_ended_message(task.kind, task.target_id, status), None, result=_dump(result)
         )
 
     async def cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
@@ -233,7 +229,6 @@ def _working(app: AppContext, task: TaskRecord, view: TaskRunView | TaskGroupVie
     watchers = watchers_of(app)
     live = watchers.progress(view.run_id) if watchers is not None else None
     return task_working_message(
-        _NOUN["run"],
         view.run_id,
         view.status,
         view.processor,

@@ -34,7 +34,14 @@ from parallel_mcp.arguments import (
 )
 from parallel_mcp.deadline import call_deadline
 from parallel_mcp.errors import ParallelMCPError, SpendRefused
-from parallel_mcp.guidance import describe_error, processor_line, run_list_step, unexpected_error_message
+from parallel_mcp.guidance import (
+    confirmation_needed_step,
+    describe_error,
+    processor_line,
+    run_list_step,
+    unexpected_error_message,
+)
+from parallel_mcp.intents import Order
 from parallel_mcp.processors import TIER_NAMES, check_cost
 from parallel_mcp.render import render, render_confirmation
 from parallel_mcp.resources import REPORT_TITLE, report_uri
@@ -46,7 +53,6 @@ from parallel_mcp.spending import (
     Passage,
     ask_to_spend_on_group,
     ask_to_spend_on_run,
-    confirmation_step,
     group_call,
     guard,
     guarded,
@@ -69,7 +75,7 @@ logger = logging.getLogger(__name__)
 
 ToolContext = Context[AppContext, Any]
 V = TypeVar("V")
-Req = TypeVar("Req", contravariant=True)
+Req = TypeVar("Req")
 Made = TypeVar("Made", bound=TaskRunView | TaskGroupView, covariant=True)
 
 
@@ -113,7 +119,7 @@ def tool_result(app: AppContext, view: TaskRunView | TaskGroupView) -> CallToolR
 
 def _confirm(app: AppContext, confirmation: ConfirmationNeeded, kind: IntentKind) -> CallToolResult:
     """A create that waits for the user's yes: not an error; nothing was created."""
-    step = confirmation_step(confirmation, kind)
+    step = confirmation_needed_step(kind, confirmation)
     structured: dict[str, Any] = {
         "next_step": step,
         "confirmation": confirmation.model_dump(mode="json", exclude_none=True),
@@ -163,16 +169,7 @@ class Creates(Protocol[Req, Made]):
     """A service that creates once per intent: `RunService` (runs) or `GroupService` (task groups)."""
 
     async def create(
-        self,
-        who: Caller,
-        request: Req,
-        /,
-        *,
-        wait: float,
-        sink: ProgressSink | None,
-        idempotency_key: str | None = ...,
-        force_new: bool = ...,
-        repeat_only: bool = ...,
+        self, who: Caller, order: Order[Req], /, *, wait: float, sink: ProgressSink | None, repeat_only: bool = ...
     ) -> Made: ...
 
 
@@ -185,27 +182,19 @@ async def _create(
     the service, told so, sends nothing if it turns out not to be one after all.
     """
     app = ctx.request_context.lifespan_context
-    args, spend = call.args, call.spend
-    check_cost(spend.processor, app.settings.max_cost_usd)
+    args, order = call.args, call.order
+    check_cost(order.processor, app.settings.max_cost_usd)
     who = await caller(app, ctx.headers)
     # Only a create some guard looks at is worth a store read to find out whether it repeats one.
-    repeat = guarded(app.settings, spend) and await repeats(app, who.owner, spend)
+    repeat = guarded(app.settings, order) and await repeats(app, who.owner, order)
     passage = Passage()
     if not repeat:
-        passage = await guard(app, ctx, who.owner, spend, token=args.confirm_token, approval=approval)
+        passage = await guard(app, ctx, who.owner, order, token=args.confirm_token, approval=approval)
         if passage.pending is not None:
-            return _confirm(app, passage.pending, spend.kind)
+            return _confirm(app, passage.pending, order.kind)
 
     def create(wait: float) -> Awaitable[Made]:
-        return service.create(
-            who,
-            call.request,
-            wait=wait,
-            sink=_sink(ctx),
-            idempotency_key=args.idempotency_key,
-            force_new=args.force_new,
-            repeat_only=repeat,
-        )
+        return service.create(who, order, wait=wait, sink=_sink(ctx), repeat_only=repeat)
 
     try:
         view = await _waited(app, args.wait_seconds, create)
@@ -215,7 +204,7 @@ async def _create(
         if passage.redeemed is not None:
             await quietly(app.store.restore_confirmation(who.owner, passage.redeemed))
         raise
-    return _respond(app, view, link=spend.kind == "run" and _modern(ctx))
+    return _respond(app, view, link=order.kind == "run" and _modern(ctx))
 
 
 async def create_task_run(

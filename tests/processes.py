@@ -77,7 +77,11 @@ async def http_server(*args: str, env: dict[str, str] | None = None, port: int =
     try:
         with anyio.fail_after(30):
             while url is None:
-                chunk = await stderr.receive()
+                try:
+                    chunk = await stderr.receive()
+                except anyio.EndOfStream:
+                    said = "\n".join([*lines, buffer])
+                    raise RuntimeError(f"the server exited before it announced its address:\n{said}") from None
                 buffer += chunk.decode("utf-8", "replace")
                 *complete, buffer = buffer.split("\n")
                 lines.extend(complete)

@@ -12,7 +12,7 @@ from parallel_mcp.arguments import CreateGroupArguments, group_request, parse
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.faults import Fault
 from parallel_mcp.errors import RepeatLapsedError
-from parallel_mcp.groups import GroupService
+from parallel_mcp.groups import GroupService, group_order
 from parallel_mcp.intents import Intents
 from parallel_mcp.processors import ProcessorTable
 from parallel_mcp.runs import Caller
@@ -183,10 +183,10 @@ async def test_a_group_let_through_as_a_repeat_sends_nothing_when_it_no_longer_r
         waiter=Waiter(ProcessorTable(pace=20)), store=store, intents=Intents(store, window=600), page_budget_chars=8000
     )
     args = parse(CreateGroupArguments, {"inputs": ["a", "b"], "processor": "lite"})
-    request = group_request(args, default_processor="lite")
+    order = group_order(group_request(args, default_processor="lite"))
     async with emulator_client(EmulatorConfig(instant=True)) as (emulator, client):
         with pytest.raises(RepeatLapsedError, match="Nothing was created"):
-            await groups.create(Caller(client, "alice"), request, wait=0, sink=None, repeat_only=True)
+            await groups.create(Caller(client, "alice"), order, wait=0, sink=None, repeat_only=True)
         groups_made = len(emulator.state.groups)
     assert groups_made == 0 and emulator.state.run_count == 0
     await store.close()

@@ -88,7 +88,7 @@ async def test_the_daily_budget_refuses_by_name_until_the_next_utc_day(store: SQ
     second = replace(first, fingerprint="second")
     await intents.check_budget(Intent("alice", "run", "cheap", price_usd=0.005))  # $0.030 of $0.03 fits
     for refusal in (intents.check_budget, intents.claim):
-        with pytest.raises(SpendRefused, match=r"daily_budget_usd.* core run cost \$0\.025.*\$0\.025 was already"):
+        with pytest.raises(SpendRefused, match=r"daily_budget_usd.* core run for \$0\.025.*\$0\.025 was already"):
             await refusal(second)
     now[0] += 3
     assert (await intents.claim(second)).outcome == "new"

@@ -21,7 +21,15 @@ from parallel_mcp.errors import RepeatLapsedError
 from parallel_mcp.intents import Intents
 from parallel_mcp.models import TaskRunInput
 from parallel_mcp.processors import ProcessorTable
-from parallel_mcp.runs import Caller, PageRequest, RunService, owner_of, run_fingerprint, tag_intent
+from parallel_mcp.runs import (
+    Caller,
+    PageRequest,
+    RunService,
+    owner_of,
+    run_fingerprint,
+    run_order,
+    tag_intent,
+)
 from parallel_mcp.server import create_server
 from parallel_mcp.store.sqlite import MEMORY, SQLiteStore
 from parallel_mcp.waiter import Waiter
@@ -216,7 +224,9 @@ async def test_owned_only_reads_another_owners_run_as_not_found() -> None:
     store = SQLiteStore(MEMORY)
     runs = service(store, owned_only=True)
     async with emulator_client(EmulatorConfig(instant=True)) as (_emulator, client):
-        view = await runs.create(Caller(client, "alice"), TaskRunInput(input="q", processor="lite"), wait=5, sink=None)
+        view = await runs.create(
+            Caller(client, "alice"), run_order(TaskRunInput(input="q", processor="lite")), wait=5, sink=None
+        )
         mine = await runs.get(Caller(client, "alice"), view.run_id, wait=0, sink=None, page=PageRequest())
         with pytest.raises(Exception, match="not found") as refused:
             await runs.get(Caller(client, "bob"), view.run_id, wait=0, sink=None, page=PageRequest())
@@ -229,11 +239,11 @@ async def test_a_create_let_through_as_a_repeat_sends_nothing_when_it_no_longer_
     # the dedupe window, the create must not bill a run nobody confirmed.
     store = SQLiteStore(MEMORY)
     runs = service(store)
-    body = TaskRunInput(input="q", processor="lite")
+    order = run_order(TaskRunInput(input="q", processor="lite"))
     async with emulator_client(EmulatorConfig(instant=True)) as (emulator, client):
         with pytest.raises(RepeatLapsedError, match="Nothing was created"):
-            await runs.create(Caller(client, "alice"), body, wait=0, sink=None, repeat_only=True)
+            await runs.create(Caller(client, "alice"), order, wait=0, sink=None, repeat_only=True)
         sent = emulator.state.run_count
-        view = await runs.create(Caller(client, "alice"), body, wait=0, sink=None)  # its claim was released
+        view = await runs.create(Caller(client, "alice"), order, wait=0, sink=None)  # its claim was released
     assert sent == 0 and view.run_id and emulator.state.run_count == 1
     await store.close()

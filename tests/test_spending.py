@@ -109,7 +109,7 @@ async def test_a_group_counts_every_row_against_the_budget() -> None:
             "create_task_group", {"inputs": ["a", "b", "c"], "processor": "lite", "wait_seconds": 0}
         )
         fits = await session.call("create_task_group", {"inputs": ["a", "b"], "processor": "lite", "wait_seconds": 0})
-    assert refused.is_error and "3 billed lite runs cost $0.015" in text_of(refused)
+    assert refused.is_error and "3 billed lite runs for $0.015" in text_of(refused)
     assert structured(fits)["task_group_id"]
 
 
