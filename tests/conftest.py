@@ -1,14 +1,25 @@
-"""Shared fixtures: every async test runs on asyncio through the anyio plugin; a throwaway PostgreSQL."""
+"""Shared fixtures: every async test runs on asyncio through the anyio plugin; a throwaway PostgreSQL.
+
+A test marked `virtual_time` runs on a loop (looptime's) whose clock jumps to its next timer whenever
+nothing else can happen: deadlines, timeouts, heartbeats, latency faults and the emulator's runs (its
+clock is the loop's) then take no real time, and what they measure in loop time is exact. Only for a
+test whose every part runs on this loop: a subprocess, a database server or a worker thread would be
+timed out while it works.
+"""
 
 from collections.abc import Iterator
+from typing import Any
 
+import looptime
 import pytest
 
 from tests.postgres import TemporaryPostgres
 
 
 @pytest.fixture
-def anyio_backend() -> str:
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    if request.node.get_closest_marker("virtual_time") is not None:
+        return ("asyncio", {"loop_factory": looptime.new_event_loop})
     return "asyncio"
 
 

@@ -226,6 +226,7 @@ async def test_create_task_run_whose_connection_resets_says_a_run_may_exist_and_
         assert posts(session.emulator) == [None] and session.emulator.state.run_count == 0
 
 
+@pytest.mark.virtual_time
 async def test_connection_resets_on_reads_are_retried_and_the_call_completes() -> None:
     async with mcp_session(EmulatorConfig(speed=200), max_retries=2) as session:
         session.emulator.state.faults.add(Fault(kind="drop", method="GET", path=f"{RUNS}/*/result", times=1))
@@ -243,6 +244,7 @@ async def test_connection_resets_on_reads_are_retried_and_the_call_completes() -
         assert None in [r.status for r in session.emulator.state.request_log]
 
 
+@pytest.mark.virtual_time
 async def test_slow_answers_on_every_request_still_complete_the_call() -> None:
     faults = [Fault(kind="latency", path="/v1/*", delay=0.3)]
     async with mcp_session(EmulatorConfig(speed=200, faults=faults)) as session:
@@ -252,6 +254,7 @@ async def test_slow_answers_on_every_request_still_complete_the_call() -> None:
         assert session.emulator.state.run_count == 1
 
 
+@pytest.mark.virtual_time
 async def test_a_create_slower_than_the_request_timeout_says_a_run_may_exist_and_is_not_retried() -> None:
     fault = Fault(kind="latency", method="POST", path=RUNS, delay=1.0, times=1)
     async with session_with_timeouts(EmulatorConfig(instant=True, faults=[fault]), request_timeout=0.3) as session:
@@ -265,6 +268,7 @@ async def test_a_create_slower_than_the_request_timeout_says_a_run_may_exist_and
 # ----- event streams and long-polls ----------------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 async def test_event_streams_cut_midway_do_not_stop_the_wait_from_returning_the_result() -> None:
     cut = Fault(kind="sse_cut", path="*/events", after_events=2)
     async with mcp_session(EmulatorConfig(speed=300, faults=[cut]), progress_interval=0.2) as session:
@@ -275,6 +279,7 @@ async def test_event_streams_cut_midway_do_not_stop_the_wait_from_returning_the_
         assert cut.fired >= 1 and session.emulator.state.run_count == 1
 
 
+@pytest.mark.virtual_time
 async def test_long_polls_that_keep_answering_408_end_in_a_running_status_not_an_error() -> None:
     hang = Fault(kind="hang_run", match_processor="lite")
     async with mcp_session(EmulatorConfig(speed=500, faults=[hang])) as session:
@@ -430,6 +435,7 @@ def test_random_and_near_valid_arguments_get_a_result_or_a_clear_error_and_the_s
 # ----- a stalled upstream ---------------------------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 async def test_every_call_ends_within_its_wait_plus_the_margin_when_upstream_reads_stall() -> None:
     # Upstream GETs held for 100 s used to keep a call for three 60 s request timeouts (187 s).
     stall = Fault(kind="latency", method="GET", path="*", delay=100)
@@ -457,6 +463,7 @@ async def test_every_call_ends_within_its_wait_plus_the_margin_when_upstream_rea
     assert "within the call's time" in error_text(results["get"])
 
 
+@pytest.mark.virtual_time
 async def test_a_create_that_upstream_holds_past_the_calls_time_says_a_run_may_exist() -> None:
     stall = Fault(kind="latency", method="POST", path=RUNS, delay=100)
     async with mcp_session(EmulatorConfig(frozen=True, faults=[stall]), call_margin_seconds=0.5) as session:

@@ -98,6 +98,7 @@ async def test_concurrent_identical_creates_start_one_run(key: str | None) -> No
     assert len(set(ids)) == 1 and len(ids) == 8
 
 
+@pytest.mark.virtual_time
 async def test_a_call_cut_by_the_client_then_sent_again_bills_one_run() -> None:
     # OpenAI Agents cuts every call at 5 s by default, and the model sends the same create again.
     arguments = {"input": "q", "processor": "pro", "wait_seconds": 45}

@@ -75,6 +75,7 @@ async def test_a_run_that_finishes_inside_the_wait_returns_its_json_output_and_c
     assert output["citations"][0]["url"] in text
 
 
+@pytest.mark.virtual_time
 async def test_a_run_still_going_after_the_wait_is_a_normal_handoff_with_a_retry_hint() -> None:
     async with mcp_session(EmulatorConfig(frozen=True)) as session:
         with anyio.fail_after(10):
@@ -103,6 +104,7 @@ async def test_get_task_run_returns_as_soon_as_a_frozen_run_is_finished_during_t
     assert structured(result)["status"] == "completed"
 
 
+@pytest.mark.virtual_time
 async def test_progress_notifications_are_sent_while_waiting_and_strictly_increase() -> None:
     updates: list[tuple[float, float | None, str | None]] = []
 
@@ -207,6 +209,7 @@ async def test_reading_a_completed_run_again_costs_no_upstream_request() -> None
     assert again["status"] == "completed" and after == before
 
 
+@pytest.mark.virtual_time
 async def test_a_waiting_call_makes_at_most_three_upstream_requests() -> None:
     async with mcp_session(EmulatorConfig(frozen=True)) as session:
         created = structured(await session.call("create_task_run", {"input": "q", "wait_seconds": 0}))
