@@ -94,8 +94,11 @@ async def read_runs() -> str:
     return _json({"runs": runs, "emulated": app.emulated})
 
 
-def read_processors() -> str:
-    """`parallel://processors`: every processor's price, latency band and use."""
+async def read_processors() -> str:
+    """`parallel://processors`: every processor's price, latency band and use.
+
+    Async although it awaits nothing: the SDK runs a plain function in a worker thread on every read.
+    """
     rows = [
         {
             "name": proc.name,

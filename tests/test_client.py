@@ -45,7 +45,7 @@ from parallel_mcp.models.betas import BETA_EVENTS, BETA_FIELD_BASIS, BETA_MCP, B
 from parallel_mcp.serving import serve_asgi
 from tests.support import API_KEY, Sleeps, closed_port, emulator_client
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 RUNS = "/v1/tasks/runs"
 QUESTION = TaskRunInput(input="What is the capital of France?", processor="lite")

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from parallel_mcp.serving import base_url, listening_socket, serve_asgi
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 
 def test_a_listening_socket_gets_a_free_port_and_says_its_url() -> None:
