@@ -20,7 +20,7 @@ from parallel_mcp.store.sqlite import MEMORY, SQLiteStore
 from parallel_mcp.waiter import Waiter
 from tests.support import emulator_client, mcp_session, structured, text_of
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 SCHEMA: dict[str, Any] = {
     "type": "object",

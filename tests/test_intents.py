@@ -15,7 +15,7 @@ from parallel_mcp.intents import Intents, day_start, fingerprint
 from parallel_mcp.store import Claim, Intent, RunRecord
 from parallel_mcp.store.sqlite import MEMORY, SQLiteStore
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 NOW = 1_800_000_000.0
 

@@ -35,7 +35,7 @@ from parallel_mcp.store.sqlite import MEMORY, SQLiteStore
 from parallel_mcp.waiter import Waiter
 from tests.support import emulator_client, mcp_session, structured, text_of
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 RUNS = "/v1/tasks/runs"
 
@@ -98,7 +98,6 @@ async def test_concurrent_identical_creates_start_one_run(key: str | None) -> No
     assert len(set(ids)) == 1 and len(ids) == 8
 
 
-@pytest.mark.virtual_time
 async def test_a_call_cut_by_the_client_then_sent_again_bills_one_run() -> None:
     # OpenAI Agents cuts every call at 5 s by default, and the model sends the same create again.
     arguments = {"input": "q", "processor": "pro", "wait_seconds": 45}

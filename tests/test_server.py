@@ -11,7 +11,7 @@ from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.faults import Fault
 from tests.support import mcp_session, structured, text_of
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 ERAS: list[Literal["auto", "legacy"]] = ["auto", "legacy"]
 PERSON_SCHEMA: dict[str, Any] = {
@@ -75,7 +75,6 @@ async def test_a_run_that_finishes_inside_the_wait_returns_its_json_output_and_c
     assert output["citations"][0]["url"] in text
 
 
-@pytest.mark.virtual_time
 async def test_a_run_still_going_after_the_wait_is_a_normal_handoff_with_a_retry_hint() -> None:
     async with mcp_session(EmulatorConfig(frozen=True)) as session:
         with anyio.fail_after(10):
@@ -104,7 +103,6 @@ async def test_get_task_run_returns_as_soon_as_a_frozen_run_is_finished_during_t
     assert structured(result)["status"] == "completed"
 
 
-@pytest.mark.virtual_time
 async def test_progress_notifications_are_sent_while_waiting_and_strictly_increase() -> None:
     updates: list[tuple[float, float | None, str | None]] = []
 
@@ -209,7 +207,6 @@ async def test_reading_a_completed_run_again_costs_no_upstream_request() -> None
     assert again["status"] == "completed" and after == before
 
 
-@pytest.mark.virtual_time
 async def test_a_waiting_call_makes_at_most_three_upstream_requests() -> None:
     async with mcp_session(EmulatorConfig(frozen=True)) as session:
         created = structured(await session.call("create_task_run", {"input": "q", "wait_seconds": 0}))

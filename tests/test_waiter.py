@@ -19,7 +19,7 @@ from parallel_mcp.processors import ProcessorTable
 from parallel_mcp.waiter import MonotonicProgress, Waiter, WaitOutcome
 from tests.support import emulator_client
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 QUESTION = TaskRunInput(input="What is the capital of France?", processor="lite")
 WAITER = Waiter(ProcessorTable(pace=20), interval=0.05)

@@ -31,7 +31,7 @@ from parallel_mcp.serving import base_url, listening_socket, serve_asgi
 from parallel_mcp.webhooks import WEBHOOK_PATH, sign_webhook
 from tests.support import API_KEY, Sleeps, structured, text_of
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 SECRET = "whsec-test-0123456789"
 

@@ -9,7 +9,7 @@ import pytest
 from parallel_mcp.models.betas import BETA_EVENTS, BETA_FIELD_BASIS, BETA_MCP, BETA_WEBHOOK
 from tests.emulator.conftest import assert_api_error, body, running
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 MCP = {"mcp_servers": [{"name": "crm", "url": "https://crm.example/mcp"}]}
 EVENTS = {"enable_events": True}

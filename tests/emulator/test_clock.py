@@ -13,7 +13,7 @@ from parallel_mcp.emulator import ManualClock, RealClock
 from parallel_mcp.emulator.clock import EmulatorClock, wait_until
 from tests.emulator.conftest import assert_api_error, body, create, read_sse, running
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 
 def test_both_clocks_satisfy_the_protocol() -> None:

@@ -23,7 +23,7 @@ from parallel_mcp.models.requests import McpServer
 from parallel_mcp.serving import serve_asgi
 from tests.emulator.conftest import beta_headers, body, running
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 SECRET = "Bearer caller-secret-token"
 

@@ -7,7 +7,7 @@ import pytest
 
 from tests.emulator.conftest import assert_api_error, create, iter_sse, read_sse, running
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 
 async def test_a_completed_run_stream_starts_with_state_then_progress_and_ends_with_the_output() -> None:

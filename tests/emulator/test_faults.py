@@ -22,7 +22,7 @@ from parallel_mcp.emulator.webhooks import verify_webhook
 from parallel_mcp.serving import serve_asgi
 from tests.emulator.conftest import assert_api_error, beta_headers, body, create, iter_sse, running
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 QUESTION = {"input": "q", "processor": "lite"}
 
@@ -41,7 +41,6 @@ async def test_a_status_fault_answers_n_times_with_retry_after_then_stops() -> N
         assert [r.status for r in emu.state.request_log] == [503, 503, 202]
 
 
-@pytest.mark.virtual_time
 async def test_a_latency_fault_holds_matching_requests() -> None:
     async with running(frozen=True) as (emu, client):
         emu.state.faults.add(Fault(kind="latency", method="GET", path="/v1/tasks/runs/*", delay=0.3))
@@ -161,7 +160,6 @@ async def test_a_webhook_without_event_types_still_gets_the_status_event() -> No
         assert webhook is not None and webhook.event_types == []
 
 
-@pytest.mark.virtual_time
 async def test_a_create_whose_client_leaves_before_the_answer_still_creates_the_run_quietly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -11,7 +11,7 @@ import pytest
 from parallel_mcp.emulator import ManualClock
 from tests.emulator.conftest import assert_api_error, body, read_sse, running
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 SPEC = {"output_schema": {"type": "text", "description": "One sentence."}}
 

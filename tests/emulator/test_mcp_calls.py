@@ -25,7 +25,7 @@ from parallel_mcp.models.requests import McpServer
 from parallel_mcp.serving import serve_asgi
 from tests.support import closed_port
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -270,7 +270,6 @@ async def test_a_wrong_token_gives_a_warning_and_never_leaks_the_header(caplog: 
     assert "hello" in caplog.text
 
 
-@pytest.mark.virtual_time
 async def test_a_server_that_never_answers_times_out_into_a_warning() -> None:
     with anyio.fail_after(10):
         async with serve_asgi(never_answers) as base:
@@ -282,7 +281,6 @@ async def test_a_server_that_never_answers_times_out_into_a_warning() -> None:
     assert_listing_warning(warnings[0], "silent")
 
 
-@pytest.mark.virtual_time
 async def test_a_tool_that_never_finishes_is_recorded_as_a_timed_out_call() -> None:
     with anyio.fail_after(10):
         async with hello_url() as url:

@@ -12,7 +12,7 @@ from parallel_mcp.emulator.state import RunRecord
 from parallel_mcp.processors import PROCESSORS
 from tests.emulator.conftest import API_KEY, assert_api_error, body, create, running
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 SCHEMA: dict[str, Any] = {

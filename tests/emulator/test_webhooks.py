@@ -22,7 +22,7 @@ from parallel_mcp.emulator.webhooks import build_webhook_request, deliver_webhoo
 from parallel_mcp.serving import serve_asgi
 from tests.support import closed_port
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 SECRET = "my-webhook-secret"
 PAYLOAD = {
