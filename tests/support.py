@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -29,6 +29,13 @@ class Sleeps(list[float]):
     async def __call__(self, seconds: float) -> None:
         self.append(seconds)
         await anyio.lowlevel.checkpoint()
+
+
+async def until(predicate: Callable[[], bool], *, seconds: float = 10) -> None:
+    """Wait, bounded, for what another task, connection or process does (checked every 10 ms)."""
+    with anyio.fail_after(seconds):
+        while not predicate():
+            await anyio.sleep(0.01)
 
 
 @dataclass

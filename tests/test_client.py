@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +43,7 @@ from parallel_mcp.models import (
 )
 from parallel_mcp.models.betas import BETA_EVENTS, BETA_FIELD_BASIS, BETA_MCP, BETA_WEBHOOK, betas_for
 from parallel_mcp.serving import serve_asgi
-from tests.support import API_KEY, Sleeps, closed_port, emulator_client
+from tests.support import API_KEY, Sleeps, closed_port, emulator_client, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
@@ -71,13 +71,6 @@ def posts(emulator: RunningEmulator) -> list[int | None]:
 def gets(emulator: RunningEmulator, path: str) -> list[int | None]:
     """Statuses of the GET requests on `path` the emulator handled."""
     return [r.status for r in emulator.state.request_log if r.method == "GET" and r.path == path]
-
-
-async def eventually(predicate: Callable[[], bool], *, timeout: float = 5.0) -> None:
-    """Wait, bounded, until `predicate` holds (for work the emulator finishes after answering)."""
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)
 
 
 @dataclass(frozen=True)
@@ -225,7 +218,7 @@ async def test_a_create_that_times_out_after_sending_raises_run_may_exist_and_is
         with anyio.fail_after(10), pytest.raises(RunMayExistError) as caught:
             await client.create_run(QUESTION)
         assert client.request_count == 1  # given up on, not retried: the API may be creating the run
-        await eventually(lambda: len(posts(emulator)) == 1)  # the held request is logged once it ends
+        await until(lambda: len(posts(emulator)) == 1)  # the held request is logged once it ends
     assert "timed out" in str(caught.value)
 
 
@@ -308,7 +301,7 @@ async def test_get_result_returns_the_output_once_the_run_completes_during_the_p
         run = await client.create_run(QUESTION)
 
         async def finish_when_parked() -> None:
-            await eventually(lambda: emulator.state.runs[run.run_id].pollers == 1)
+            await until(lambda: emulator.state.runs[run.run_id].pollers == 1)
             emulator.state.finish(run.run_id)
 
         result: TaskRunResult | None = None

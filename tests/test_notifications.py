@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 import time
 import warnings
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from parallel_mcp.config import Settings
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.runner import RunningEmulator, serve_emulator
 from parallel_mcp.server import create_server
-from tests.support import emulator_client, structured
+from tests.support import emulator_client, structured, until
 from tests.test_webhooks import pushed_server
 
 pytestmark = pytest.mark.anyio
@@ -43,9 +43,7 @@ def upstream(emulator: RunningEmulator, run_id: str, start: int = 0) -> list[str
 async def polled(emulator: RunningEmulator, run_id: str, count: int = 1) -> None:
     """Until `count` long-polls of the run are in flight (bounded)."""
     record = emulator.state.runs[run_id]
-    with anyio.fail_after(10):
-        while record.pollers < count:
-            await anyio.sleep(0.005)
+    await until(lambda: record.pollers >= count)
 
 
 @asynccontextmanager
@@ -62,6 +60,7 @@ async def heard(subscription: Any) -> ResourceUpdated:
     return event
 
 
+@pytest.mark.virtual_time
 async def test_every_listener_hears_a_run_end_within_100_ms_and_one_watcher_reads_it() -> None:
     # One connection, one lifespan (an in-memory client, like a stdio one, runs the server's lifespan for
     # itself): four listen streams on it, to the run and to its report.
@@ -87,6 +86,7 @@ async def test_every_listener_hears_a_run_end_within_100_ms_and_one_watcher_read
     assert made.count("GET events") == 1 and made.count("GET result") == 1, made  # one watcher for four listeners
 
 
+@pytest.mark.virtual_time
 async def test_the_watcher_stops_with_the_last_listener() -> None:
     async with served(EmulatorConfig(frozen=True)) as ((client,), emulator):
         run_id = structured(await client.call_tool("create_task_run", QUESTION))["run_id"]
@@ -97,12 +97,11 @@ async def test_the_watcher_stops_with_the_last_listener() -> None:
                 await polled(emulator, run_id)
             await anyio.sleep(0.05)
             still = record.pollers
-        with anyio.fail_after(5):
-            while record.pollers:
-                await anyio.sleep(0.005)
+        await until(lambda: not record.pollers, seconds=5)
     assert still == 1 and record.is_active
 
 
+@pytest.mark.virtual_time
 async def test_a_listener_hears_the_end_a_waiting_call_saw() -> None:
     event: ResourceUpdated | None = None
     async with served(EmulatorConfig(frozen=True)) as ((client,), emulator):
@@ -119,6 +118,7 @@ async def test_a_listener_hears_the_end_a_waiting_call_saw() -> None:
     assert event is not None and event.uri == f"parallel://runs/{run_id}"
 
 
+@pytest.mark.virtual_time
 async def test_a_group_end_is_heard_by_its_listeners() -> None:
     async with served(EmulatorConfig(frozen=True)) as ((client,), emulator):
         created = structured(await client.call_tool("create_task_group", {"inputs": ["a", "b"], "wait_seconds": 0}))
@@ -131,6 +131,7 @@ async def test_a_group_end_is_heard_by_its_listeners() -> None:
     assert event.uri == uri
 
 
+@pytest.mark.virtual_time
 async def test_a_legacy_subscriber_hears_a_run_end() -> None:
     updates: list[str] = []
     got = anyio.Event()
@@ -175,7 +176,7 @@ async def test_an_end_seen_by_one_replica_reaches_a_listener_of_another_through_
         ):
             run_id = structured(await replica_a.call_tool("create_task_run", QUESTION))["run_id"]
             async with replica_b.listen(resource_subscriptions=[f"parallel://runs/{run_id}"]) as listen:
-                await _until(lambda: upstream(emulator, run_id).count("GET result") == 1)  # B's watcher gave up (404)
+                await until(lambda: upstream(emulator, run_id).count("GET result") == 1)  # B's watcher gave up (404)
                 async with anyio.create_task_group() as tasks:
                     tasks.start_soon(replica_a.call_tool, "get_task_run", {"run_id": run_id, "wait_seconds": 30})
                     await polled(emulator, run_id)
@@ -187,12 +188,7 @@ async def test_an_end_seen_by_one_replica_reaches_a_listener_of_another_through_
     assert event is not None and event.uri == f"parallel://runs/{run_id}" and latest < 1.0
 
 
-async def _until(predicate: Callable[[], bool | Awaitable[bool]]) -> None:
-    with anyio.fail_after(10):
-        while not predicate():
-            await anyio.sleep(0.01)
-
-
+@pytest.mark.virtual_time
 async def test_a_webhook_tells_the_listeners_and_their_watcher_holds_no_upstream_stream(tmp_path: Path) -> None:
     async with pushed_server(tmp_path, EmulatorConfig(frozen=True)) as pushed:
         emulator = pushed.emulator

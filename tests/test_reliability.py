@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from parallel_mcp.processors import PROCESSORS
 from parallel_mcp.server import create_server
 from parallel_mcp.serving import serve_asgi
 from tests.processes import StdioServer, server_env, stdio_clients
-from tests.support import API_KEY, Session, Sleeps, mcp_session, structured, text_of
+from tests.support import API_KEY, Session, Sleeps, mcp_session, structured, text_of, until
 
 pytestmark = pytest.mark.anyio
 
@@ -102,6 +102,7 @@ async def mcp_over_http(
 # ----- rate limits -------------------------------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 async def test_create_task_run_rides_out_a_429_with_retry_after_and_creates_one_run() -> None:
     fault = Fault(kind="status", method="POST", path=RUNS, status=429, retry_after=1, times=1)
     async with mcp_session(EmulatorConfig(instant=True, faults=[fault])) as session:
@@ -112,6 +113,7 @@ async def test_create_task_run_rides_out_a_429_with_retry_after_and_creates_one_
     assert session.sleeps == [1.0]  # the Retry-After was honoured
 
 
+@pytest.mark.virtual_time
 async def test_a_rate_limited_create_ends_quickly_with_a_clear_error_instead_of_sleeping_out_a_long_retry_after() -> (
     None
 ):
@@ -129,6 +131,7 @@ async def test_a_rate_limited_create_ends_quickly_with_a_clear_error_instead_of_
 # ----- server errors -------------------------------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 @pytest.mark.parametrize("status", [500, 502, 503])
 async def test_get_task_run_rides_out_a_burst_of_server_errors_within_its_retries(status: int) -> None:
     async with mcp_session(EmulatorConfig(instant=True), max_retries=2) as session:
@@ -140,6 +143,7 @@ async def test_get_task_run_rides_out_a_burst_of_server_errors_within_its_retrie
         assert session.emulator.state.run_count == 1
 
 
+@pytest.mark.virtual_time
 @pytest.mark.parametrize("status", [500, 502, 503])
 async def test_get_task_run_reports_the_http_status_when_server_errors_outlast_its_retries(status: int) -> None:
     async with mcp_session(EmulatorConfig(instant=True), max_retries=1) as session:
@@ -151,6 +155,7 @@ async def test_get_task_run_reports_the_http_status_when_server_errors_outlast_i
         assert session.emulator.state.run_count == 1
 
 
+@pytest.mark.virtual_time
 async def test_create_task_run_retries_503_and_reports_it_when_it_outlasts_the_retries_without_creating_a_run() -> None:
     async with mcp_session(EmulatorConfig(instant=True), max_retries=1) as session:
         session.emulator.state.faults.add(Fault(kind="status", method="POST", path=RUNS, status=503))
@@ -160,6 +165,7 @@ async def test_create_task_run_retries_503_and_reports_it_when_it_outlasts_the_r
         assert posts(session.emulator) == [503, 503] and session.emulator.state.run_count == 0
 
 
+@pytest.mark.virtual_time
 @pytest.mark.parametrize("status", [500, 502])
 async def test_create_task_run_answered_500_or_502_says_a_run_may_exist_and_must_not_be_recreated(status: int) -> None:
     async with mcp_session(EmulatorConfig(instant=True), max_retries=3) as session:
@@ -180,6 +186,7 @@ async def test_create_task_run_answered_500_or_502_says_a_run_may_exist_and_must
     ],
     ids=["500", "drop"],
 )
+@pytest.mark.virtual_time
 async def test_a_create_whose_wait_fails_after_the_run_was_created_still_hands_back_the_run_id(fault: Fault) -> None:
     # The run exists once the POST succeeded: an error that hides its run_id invites the agent to create it again.
     async with mcp_session(EmulatorConfig(frozen=True, faults=[fault]), max_retries=1) as session:
@@ -199,6 +206,7 @@ async def test_a_create_whose_wait_fails_after_the_run_was_created_still_hands_b
     ],
     ids=["500", "drop"],
 )
+@pytest.mark.virtual_time
 async def test_get_task_run_whose_long_poll_keeps_failing_reports_why_or_the_runs_status(
     fault: Fault, needle: str
 ) -> None:
@@ -216,6 +224,7 @@ async def test_get_task_run_whose_long_poll_keeps_failing_reports_why_or_the_run
 # ----- connection resets and slow answers --------------------------------------------------------------
 
 
+@pytest.mark.virtual_time
 async def test_create_task_run_whose_connection_resets_says_a_run_may_exist_and_is_not_retried() -> None:
     async with mcp_session(EmulatorConfig(instant=True), max_retries=3) as session:
         session.emulator.state.faults.add(Fault(kind="drop", method="POST", path=RUNS, times=1))
@@ -517,12 +526,6 @@ def intents_sending(journal: Path) -> int:
             return int(db.execute("SELECT COUNT(*) FROM intents WHERE state = 'sending'").fetchone()[0])
         except sqlite3.OperationalError:
             return 0  # not migrated yet
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    """Wait, bounded by the caller's fail_after, for something another process does."""
-    while not predicate():
-        await anyio.sleep(0.02)
 
 
 async def test_one_request_sent_at_once_by_two_servers_on_one_journal_makes_one_run(tmp_path: Path) -> None:

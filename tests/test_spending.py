@@ -44,6 +44,7 @@ class Asked:
         return types.ElicitResult(action=self.action, content=content)
 
 
+@pytest.mark.virtual_time
 async def test_the_daily_budget_lets_a_call_reach_it_and_refuses_the_one_that_would_pass_it() -> None:
     async with mcp_session(EmulatorConfig(frozen=True), daily_budget_usd=0.01) as session:
         first = await session.call("create_task_run", {**QUESTION, "input": "one"})
@@ -58,6 +59,7 @@ async def test_the_daily_budget_lets_a_call_reach_it_and_refuses_the_one_that_wo
     assert runs == 2
 
 
+@pytest.mark.virtual_time
 async def test_creates_sent_at_once_start_no_more_runs_than_the_daily_budget_pays_for() -> None:
     # Agents call tools in parallel: every call passes the early check before any has claimed its run.
     results: list[Any] = []
@@ -103,6 +105,7 @@ async def test_two_servers_on_one_journal_start_no_more_runs_than_the_budget_pay
     assert all("daily_budget_usd" in text_of(result) for result in refused)
 
 
+@pytest.mark.virtual_time
 async def test_a_group_counts_every_row_against_the_budget() -> None:
     async with mcp_session(EmulatorConfig(frozen=True), daily_budget_usd=0.012) as session:
         refused = await session.call(
@@ -113,6 +116,7 @@ async def test_a_group_counts_every_row_against_the_budget() -> None:
     assert structured(fits)["task_group_id"]
 
 
+@pytest.mark.virtual_time
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_the_user_is_asked_above_the_limit_and_a_yes_creates_the_run(mode: Literal["auto", "legacy"]) -> None:
     asked = Asked("accept")
@@ -127,6 +131,7 @@ async def test_the_user_is_asked_above_the_limit_and_a_yes_creates_the_run(mode:
     assert "1 billed lite run for $0.005" in message and "$0.001" in message and "Who founded Acme?" in message
 
 
+@pytest.mark.virtual_time
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 @pytest.mark.parametrize("answer", [Asked("decline"), Asked("cancel"), Asked("accept", confirm=False)])
 async def test_a_no_from_the_user_creates_nothing_and_says_which_setting_asked(
@@ -143,6 +148,7 @@ async def test_a_no_from_the_user_creates_nothing_and_says_which_setting_asked(
     assert "Nothing was created" in text_of(result)
 
 
+@pytest.mark.virtual_time
 async def test_below_the_limit_nobody_is_asked() -> None:
     asked = Asked("decline")
     async with (
@@ -153,6 +159,7 @@ async def test_below_the_limit_nobody_is_asked() -> None:
     assert structured(result)["run_id"] and asked.messages == []
 
 
+@pytest.mark.virtual_time
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_a_client_that_cannot_ask_gets_a_token_that_creates_the_run_once(mode: Literal["auto", "legacy"]) -> None:
     async with mcp_session(EmulatorConfig(frozen=True), mode=mode, confirm_above_usd=0.001) as session:
@@ -178,6 +185,7 @@ async def test_a_client_that_cannot_ask_gets_a_token_that_creates_the_run_once(m
     assert reused.is_error and "already used" in text_of(reused) and "confirm_above_usd" in text_of(reused)
 
 
+@pytest.mark.virtual_time
 async def test_only_a_token_this_call_spent_is_made_good_again_when_the_budget_refuses_the_claim(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -199,6 +207,7 @@ async def test_only_a_token_this_call_spent_is_made_good_again_when_the_budget_r
     assert again.is_error and "already used" in text_of(again) and runs == 1
 
 
+@pytest.mark.virtual_time
 async def test_a_repeat_of_a_confirmed_create_returns_its_run_without_asking_again() -> None:
     # An agent whose call was cut sends it again, token and all: the run exists, nothing is billed, and the
     # token, spent on the first call, is not asked for.
@@ -215,6 +224,7 @@ async def test_a_repeat_of_a_confirmed_create_returns_its_run_without_asking_aga
     assert "confirmation" in structured(forced)  # a new run on purpose is asked for again
 
 
+@pytest.mark.virtual_time
 @pytest.mark.parametrize("tool", ["create_task_run", "create_task_group"])
 async def test_the_user_is_asked_once_for_a_create_and_not_again_for_its_repeat(tool: str) -> None:
     asked = Asked("accept")
@@ -233,6 +243,7 @@ async def test_the_user_is_asked_once_for_a_create_and_not_again_for_its_repeat(
     assert len(asked.messages) == 1 and runs == (1 if tool == "create_task_run" else 2)
 
 
+@pytest.mark.virtual_time
 async def test_a_repeat_is_not_refused_by_the_budget_it_does_not_spend() -> None:
     async with mcp_session(EmulatorConfig(frozen=True), daily_budget_usd=0.005) as session:
         first = await session.call("create_task_run", QUESTION)
@@ -242,6 +253,7 @@ async def test_a_repeat_is_not_refused_by_the_budget_it_does_not_spend() -> None
     assert other.is_error and "daily_budget_usd" in text_of(other)
 
 
+@pytest.mark.virtual_time
 async def test_a_token_confirms_only_the_request_it_was_issued_for() -> None:
     async with mcp_session(EmulatorConfig(frozen=True), confirm_above_usd=0.001) as session:
         token = structured(await session.call("create_task_run", QUESTION))["confirmation"]["confirm_token"]
@@ -260,6 +272,7 @@ async def test_a_token_confirms_only_the_request_it_was_issued_for() -> None:
     assert structured(still_good)["run_id"] and runs == 1  # refusals did not spend the token
 
 
+@pytest.mark.virtual_time
 async def test_a_token_expires_after_five_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1_800_000_000.0]
     monkeypatch.setattr(spending, "CLOCK", lambda: now[0])
@@ -271,6 +284,7 @@ async def test_a_token_expires_after_five_minutes(monkeypatch: pytest.MonkeyPatc
     assert late.is_error and "expired" in text_of(late) and runs == 0
 
 
+@pytest.mark.virtual_time
 async def test_the_budget_refuses_before_anyone_is_asked() -> None:
     asked = Asked("accept")
     async with (

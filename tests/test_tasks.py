@@ -45,6 +45,7 @@ async def test_the_extension_is_advertised_in_discovery() -> None:
         assert client.server_capabilities.extensions == {TASKS: {}}
 
 
+@pytest.mark.virtual_time
 async def test_a_create_answers_at_once_with_a_task_whose_result_is_the_tools_once_the_run_ends() -> None:
     async with tasks_session(EmulatorConfig(frozen=True)) as (client, plain, emulator):
         with anyio.fail_after(5):  # a wait of 30 s is not waited: the task answers at once
@@ -67,6 +68,7 @@ async def test_a_create_answers_at_once_with_a_task_whose_result_is_the_tools_on
     assert inlined == read  # exactly what the tool says of the run
 
 
+@pytest.mark.virtual_time
 async def test_the_sdk_client_resolves_the_task_to_the_tools_result() -> None:
     async with tasks_session(EmulatorConfig(instant=True)) as (client, _plain, _emulator):
         result = await client.call_tool("create_task_run", {"input": "Who founded Acme?", "processor": "lite"})
@@ -74,6 +76,7 @@ async def test_the_sdk_client_resolves_the_task_to_the_tools_result() -> None:
     assert view["status"] == "completed" and view["output"] is not None
 
 
+@pytest.mark.virtual_time
 async def test_a_failed_run_is_inlined_as_a_tool_error() -> None:
     async with tasks_session(EmulatorConfig(frozen=True)) as (client, _plain, emulator):
         created = await create_task(client, "create_task_run", QUESTION)
@@ -84,6 +87,7 @@ async def test_a_failed_run_is_inlined_as_a_tool_error() -> None:
     assert done["status"] == "completed" and result.is_error and "upstream exploded" in text_of(result)
 
 
+@pytest.mark.virtual_time
 async def test_a_group_task_inlines_the_groups_rows() -> None:
     async with tasks_session(EmulatorConfig(instant=True)) as (client, _plain, _emulator):
         created = await create_task(client, "create_task_group", {"inputs": ["a", "b"], "processor": "lite"})
@@ -93,6 +97,7 @@ async def test_a_group_task_inlines_the_groups_rows() -> None:
     assert view["estimated_cost_usd"] == 0.01
 
 
+@pytest.mark.virtual_time
 async def test_cancel_detaches_and_says_the_run_goes_on() -> None:
     async with tasks_session(EmulatorConfig(frozen=True)) as (client, _plain, emulator):
         created = await create_task(client, "create_task_run", QUESTION)
@@ -105,6 +110,7 @@ async def test_cancel_detaches_and_says_the_run_goes_on() -> None:
     assert run.run_id in after["statusMessage"] and "goes on" in after["statusMessage"] and run.is_active
 
 
+@pytest.mark.virtual_time
 async def test_an_unknown_task_is_an_error() -> None:
     async with tasks_session(EmulatorConfig(frozen=True)) as (client, _plain, _emulator):
         for ask in (get_task, cancel_task):
@@ -113,6 +119,7 @@ async def test_an_unknown_task_is_an_error() -> None:
             assert caught.value.error.code == -32602
 
 
+@pytest.mark.virtual_time
 async def test_a_request_without_the_extension_gets_the_tools_own_result() -> None:
     async with tasks_session(EmulatorConfig(instant=True)) as (_client, plain, emulator):
         result = await plain.call_tool("create_task_run", {**QUESTION, "processor": "lite"})
@@ -120,6 +127,7 @@ async def test_a_request_without_the_extension_gets_the_tools_own_result() -> No
     assert len(emulator.state.runs) == 1
 
 
+@pytest.mark.virtual_time
 async def test_a_legacy_connection_never_gets_a_task_even_when_it_declares_the_extension() -> None:
     async with tasks_session(EmulatorConfig(instant=True), mode="legacy") as (client, _plain, _emulator):
         result = await client.session.call_tool("create_task_run", {**QUESTION, "processor": "lite"})
@@ -129,6 +137,7 @@ async def test_a_legacy_connection_never_gets_a_task_even_when_it_declares_the_e
     assert caught.value.error.code == -32601  # tasks/* belong to 2026-07-28
 
 
+@pytest.mark.virtual_time
 async def test_a_create_waiting_for_confirmation_answers_without_a_task() -> None:
     async with tasks_session(EmulatorConfig(frozen=True), confirm_above_usd=0.001) as (client, _plain, emulator):
         pending = await client.session.call_tool("create_task_run", QUESTION, allow_claimed=True)
@@ -138,12 +147,14 @@ async def test_a_create_waiting_for_confirmation_answers_without_a_task() -> Non
     assert created.status == "working"
 
 
+@pytest.mark.virtual_time
 async def test_a_refused_create_answers_without_a_task() -> None:
     async with tasks_session(EmulatorConfig(frozen=True), max_cost_usd=0.001) as (client, _plain, emulator):
         refused = await client.session.call_tool("create_task_run", QUESTION, allow_claimed=True)
     assert isinstance(refused, CallToolResult) and refused.is_error and not emulator.state.runs
 
 
+@pytest.mark.virtual_time
 async def test_another_users_task_reads_like_an_unknown_one() -> None:
     with anyio.fail_after(30):
         async with multi_user_server() as url, AsyncExitStack() as stack:

@@ -17,7 +17,7 @@ from parallel_mcp.errors import NotFoundError
 from parallel_mcp.models import TaskRunInput
 from parallel_mcp.processors import ProcessorTable
 from parallel_mcp.waiter import MonotonicProgress, Waiter, WaitOutcome
-from tests.support import emulator_client
+from tests.support import emulator_client, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
@@ -65,8 +65,7 @@ async def test_a_wait_returns_the_result_as_soon_as_the_run_ends() -> None:
 
                 async def finish_when_polled() -> None:
                     record = emulator.state.runs[run.run_id]
-                    while record.pollers == 0:
-                        await anyio.sleep(0.005)
+                    await until(lambda: record.pollers > 0)
                     emulator.state.finish(run.run_id)
 
                 tasks.start_soon(finish_when_polled)

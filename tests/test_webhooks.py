@@ -29,7 +29,7 @@ from parallel_mcp.http_app import build_http_app
 from parallel_mcp.server import create_server
 from parallel_mcp.serving import base_url, listening_socket, serve_asgi
 from parallel_mcp.webhooks import WEBHOOK_PATH, sign_webhook
-from tests.support import API_KEY, Sleeps, structured, text_of
+from tests.support import API_KEY, Sleeps, structured, text_of, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
@@ -145,9 +145,8 @@ async def test_the_webhook_of_a_run_whose_create_answer_was_lost_reconciles_it(t
         assert first.is_error and pushed.emulator.state.run_count == 1
         (run_id,) = pushed.emulator.state.runs
         pushed.emulator.state.finish(run_id)  # its webhook arrives, carrying the intent's tag
+        await until(lambda: bool(pushed.emulator.state.webhook_results))
         with anyio.fail_after(10):
-            while not pushed.emulator.state.webhook_results:
-                await anyio.sleep(0.02)
             again = await pushed.mcp.call_tool("create_task_run", arguments)
             listed = structured(await pushed.mcp.call_tool("list_task_runs", {}))
         assert pushed.emulator.state.run_count == 1

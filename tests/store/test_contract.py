@@ -7,7 +7,6 @@ parametrized over the backends: a SQLite file, SQLite in memory, and PostgreSQL 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import replace
 
 import anyio
@@ -24,6 +23,7 @@ from parallel_mcp.store import (
     Store,
     TaskRecord,
 )
+from tests.support import until
 
 pytestmark = pytest.mark.anyio
 
@@ -260,19 +260,12 @@ async def test_a_published_event_reaches_every_subscriber_until_it_unsubscribes(
     unsubscribe = store.subscribe(first.append)
     store.subscribe(second.append)
     await store.publish("run_ended trun_1")
-    unsubscribe_at = await until(lambda: len(first) == 1 and len(second) == 1)
+    # PostgreSQL's NOTIFY arrives on another connection: wait for it.
+    await until(lambda: len(first) == 1 and len(second) == 1, seconds=5)
     unsubscribe()
     await store.publish("run_ended trun_2")
-    await until(lambda: len(second) == 2)
-    assert unsubscribe_at and first == ["run_ended trun_1"] and second == ["run_ended trun_1", "run_ended trun_2"]
-
-
-async def until(predicate: Callable[[], bool]) -> bool:
-    """Wait, bounded, for an event that crosses processes (PostgreSQL's NOTIFY arrives on another connection)."""
-    with anyio.fail_after(5):
-        while not predicate():
-            await anyio.sleep(0.01)
-    return True
+    await until(lambda: len(second) == 2, seconds=5)
+    assert first == ["run_ended trun_1"] and second == ["run_ended trun_1", "run_ended trun_2"]
 
 
 async def test_a_status_from_a_webhook_updates_whoever_created_the_run_and_says_if_it_changed(store: Store) -> None:

@@ -26,6 +26,7 @@ from parallel_mcp.store.postgres_connections import RESYNC_EVENT, redact
 from parallel_mcp.store.postgres_schema import MIGRATIONS, SCHEMA_VERSION
 from tests.postgres import MISSING_BINARIES, PostgresError, StopMode, TemporaryPostgres
 from tests.processes import free_port
+from tests.support import until
 
 pytestmark = pytest.mark.anyio
 
@@ -44,12 +45,6 @@ async def replica(url: str, *, timeout: float = 3.0) -> AsyncGenerator[PostgresS
         finally:
             await store.close()
             tasks.cancel_scope.cancel()
-
-
-async def until(predicate: Callable[[], bool], seconds: float = 10) -> None:
-    with anyio.fail_after(seconds):
-        while not predicate():
-            await anyio.sleep(0.01)
 
 
 def run(run_id: str) -> RunRecord:
