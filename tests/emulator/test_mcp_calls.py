@@ -100,6 +100,18 @@ async def hello_url() -> AsyncGenerator[str]:
         yield f"{base}/mcp"
 
 
+async def call_hello(
+    query: str, tool: str | None = None, *, timeout: float | None = None
+) -> tuple[list[McpToolCall] | None, list[Warning]]:
+    """What one emulated run's MCP calls to a fresh hello server give: at most one call, of `tool` only if named."""
+    allowed = [tool] if tool else None
+    extra = {} if timeout is None else {"timeout": timeout}
+    with anyio.fail_after(10):
+        async with hello_url() as url:
+            server = McpServer(name="hello", url=url, headers=AUTH, allowed_tools=allowed)
+            return await call_mcp_servers([server], query=query, max_calls=1, allow_private=True, **extra)
+
+
 def only_call(calls: list[McpToolCall] | None) -> McpToolCall:
     assert calls is not None
     assert len(calls) == 1
@@ -117,14 +129,7 @@ async def test_a_tool_call_is_recorded_with_server_tool_arguments_and_content(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    with anyio.fail_after(10):
-        async with hello_url() as url:
-            calls, warnings = await call_mcp_servers(
-                [McpServer(name="hello", url=url, headers=AUTH)],
-                query="tallest building",
-                max_calls=1,
-                allow_private=True,
-            )
+    calls, warnings = await call_hello("tallest building")
     call = only_call(calls)
     assert warnings == []
     assert re.fullmatch(r"call_[0-9a-f]+", call.tool_call_id)
@@ -137,14 +142,7 @@ async def test_a_tool_call_is_recorded_with_server_tool_arguments_and_content(
 
 
 async def test_allowed_tools_restricts_the_tool_called_and_arguments_follow_its_schema() -> None:
-    with anyio.fail_after(10):
-        async with hello_url() as url:
-            calls, warnings = await call_mcp_servers(
-                [McpServer(name="hello", url=url, headers=AUTH, allowed_tools=["shout"])],
-                query="hi",
-                max_calls=1,
-                allow_private=True,
-            )
+    calls, warnings = await call_hello("hi", "shout")
     call = only_call(calls)
     assert warnings == []
     assert call.tool_name == "shout"
@@ -154,14 +152,7 @@ async def test_allowed_tools_restricts_the_tool_called_and_arguments_follow_its_
 
 
 async def test_arguments_follow_nested_models_enums_and_nullable_types() -> None:
-    with anyio.fail_after(10):
-        async with hello_url() as url:
-            calls, _ = await call_mcp_servers(
-                [McpServer(name="hello", url=url, headers=AUTH, allowed_tools=["search"])],
-                query="q",
-                max_calls=1,
-                allow_private=True,
-            )
+    calls, _ = await call_hello("q", "search")
     call = only_call(calls)
     # The model's schema sits behind a $ref; a Literal is an enum (first value); `str | None` gets the string.
     assert json.loads(call.arguments) == {"filters": {"region": "q", "limit": 1, "kind": "news"}, "maybe": "q"}
@@ -169,27 +160,13 @@ async def test_arguments_follow_nested_models_enums_and_nullable_types() -> None
 
 
 async def test_allowed_tools_naming_no_listed_tool_makes_no_call() -> None:
-    with anyio.fail_after(10):
-        async with hello_url() as url:
-            calls, warnings = await call_mcp_servers(
-                [McpServer(name="hello", url=url, headers=AUTH, allowed_tools=["missing"])],
-                query="hi",
-                max_calls=1,
-                allow_private=True,
-            )
+    calls, warnings = await call_hello("hi", "missing")
     assert calls is None
     assert warnings == []
 
 
 async def test_a_failing_tool_is_recorded_with_an_error_and_no_content() -> None:
-    with anyio.fail_after(10):
-        async with hello_url() as url:
-            calls, warnings = await call_mcp_servers(
-                [McpServer(name="hello", url=url, headers=AUTH, allowed_tools=["explode"])],
-                query="q",
-                max_calls=1,
-                allow_private=True,
-            )
+    calls, warnings = await call_hello("q", "explode")
     call = only_call(calls)
     assert warnings == []
     assert call.tool_name == "explode"
@@ -282,15 +259,7 @@ async def test_a_server_that_never_answers_times_out_into_a_warning() -> None:
 
 
 async def test_a_tool_that_never_finishes_is_recorded_as_a_timed_out_call() -> None:
-    with anyio.fail_after(10):
-        async with hello_url() as url:
-            calls, warnings = await call_mcp_servers(
-                [McpServer(name="hello", url=url, headers=AUTH, allowed_tools=["stall"])],
-                query="q",
-                max_calls=1,
-                allow_private=True,
-                timeout=0.5,
-            )
+    calls, warnings = await call_hello("q", "stall", timeout=0.5)
     call = only_call(calls)
     assert warnings == []
     assert call.tool_name == "stall"
