@@ -6,7 +6,7 @@ import socket
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
@@ -19,8 +19,10 @@ from parallel_mcp.emulator.clock import EmulatorClock
 from parallel_mcp.emulator.config import EmulatorConfig
 from parallel_mcp.emulator.runner import RunningEmulator, serve_emulator
 from parallel_mcp.server import create_server
+from parallel_mcp.store import Store
 
 API_KEY = "test-key-0123456789"
+S = TypeVar("S", bound=Store)
 
 
 class Sleeps(list[float]):
@@ -36,6 +38,18 @@ async def until(predicate: Callable[[], bool], *, seconds: float = 10) -> None:
     with anyio.fail_after(seconds):
         while not predicate():
             await anyio.sleep(0.01)
+
+
+@asynccontextmanager
+async def started(store: S) -> AsyncGenerator[S]:
+    """`store`, started (its background tasks running) as a server's lifespan would, and closed after."""
+    async with anyio.create_task_group() as tasks:
+        await store.start(tasks)
+        try:
+            yield store
+        finally:
+            await store.close()
+            tasks.cancel_scope.cancel()
 
 
 @dataclass

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
-import anyio
 import pytest
 
 from parallel_mcp.store import Store
 from parallel_mcp.store.sqlite import MEMORY, SQLiteStore
+from tests.support import started
 
 
 @pytest.fixture(params=["sqlite-file", "sqlite-memory", "postgres"])
@@ -21,10 +21,5 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncGenerato
         opened: Store = PostgresStore(request.getfixturevalue("postgres_url"))
     else:
         opened = SQLiteStore(tmp_path / "state" / "journal.sqlite3" if request.param == "sqlite-file" else MEMORY)
-    async with anyio.create_task_group() as tasks:
-        await opened.start(tasks)
-        try:
-            yield opened
-        finally:
-            await opened.close()
-            tasks.cancel_scope.cancel()
+    async with started(opened):
+        yield opened

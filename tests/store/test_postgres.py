@@ -26,7 +26,7 @@ from parallel_mcp.store.postgres_connections import RESYNC_EVENT, redact
 from parallel_mcp.store.postgres_schema import MIGRATIONS, SCHEMA_VERSION
 from tests.postgres import MISSING_BINARIES, PostgresError, StopMode, TemporaryPostgres
 from tests.processes import free_port
-from tests.support import until
+from tests.support import started, until
 
 pytestmark = pytest.mark.anyio
 
@@ -37,14 +37,8 @@ WINDOW = 600.0
 @asynccontextmanager
 async def replica(url: str, *, timeout: float = 3.0) -> AsyncGenerator[PostgresStore]:
     """A started store, as one replica of the server would hold it."""
-    store = PostgresStore(url, timeout=timeout)
-    async with anyio.create_task_group() as tasks:
-        await store.start(tasks)
-        try:
-            yield store
-        finally:
-            await store.close()
-            tasks.cancel_scope.cancel()
+    async with started(PostgresStore(url, timeout=timeout)) as store:
+        yield store
 
 
 def run(run_id: str) -> RunRecord:
