@@ -147,7 +147,7 @@ class GroupService:
     async def create(
         self,
         who: Caller,
-        order: Order[GroupRequest],
+        order: GroupOrder,
         *,
         wait: float,
         sink: ProgressSink | None,

@@ -52,7 +52,8 @@ def day_start(now: float) -> float:
 @dataclass(frozen=True)
 class Order(Generic[R]):
     """One create as the agent asked for it: the request it sends, what it bills, and what makes another
-    create the same one. Worked out once per call (`run_order`, `group_order`), before anyone owns it."""
+    create the same one. Worked out from the call's arguments (`run_order`, `group_order`) before anyone owns
+    it; the tool's spending guards and the service then share it."""
 
     kind: IntentKind
     request: R

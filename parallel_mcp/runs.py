@@ -87,9 +87,7 @@ def summary(value: object) -> str:
     return shorten(excerpt(value), SUMMARY_CHARS)
 
 
-def run_order(
-    body: TaskRunInput, *, idempotency_key: str | None = None, force_new: bool = False
-) -> Order[TaskRunInput]:
+def run_order(body: TaskRunInput, *, idempotency_key: str | None = None, force_new: bool = False) -> RunOrder:
     """`create_task_run`'s body as the create it is."""
     price = list_price(body.processor)
     return Order(
@@ -183,7 +181,7 @@ class RunService:
     async def create(
         self,
         who: Caller,
-        order: Order[TaskRunInput],
+        order: RunOrder,
         *,
         wait: float,
         sink: ProgressSink | None,

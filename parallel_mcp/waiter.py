@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass, field
@@ -110,7 +109,7 @@ class MonotonicProgress:
         """Notify `value` (raised just above the last one if need be), kept below `total` until the end."""
         if self._sink is None:
             return
-        now = time.monotonic()
+        now = anyio.current_time()
         if not force and now - self._last_at < MIN_REPORT_GAP:
             return
         sent = min(total - step, max(value, self._last + step))
@@ -126,14 +125,14 @@ class ProgressReporter:
     def __init__(self, sink: ProgressSink | None, processors: ProcessorTable, run: TaskRun | None = None) -> None:
         self._progress = MonotonicProgress(sink)
         self._processors = processors
-        self._started = time.monotonic()
+        self._started = anyio.current_time()
         self._expected = DEFAULT_EXPECTED_SECONDS / processors.pace
         if run is not None:
             self.learn(run)
 
     def learn(self, run: TaskRun) -> None:
         """Base the estimate on the run's processor band and age once they are known."""
-        self._started = time.monotonic() - (seconds_since(run.created_at) or 0.0)
+        self._started = anyio.current_time() - (seconds_since(run.created_at) or 0.0)
         proc = self._processors.get(run.processor)
         if proc is not None:
             self._expected = (proc.min_seconds + proc.max_seconds) / 2
@@ -142,7 +141,7 @@ class ProgressReporter:
         """The API's meter when it reports one, else a guess from the processor's latency band."""
         if state.meter is not None:
             return state.meter
-        elapsed = time.monotonic() - self._started
+        elapsed = anyio.current_time() - self._started
         return min(95.0, 100.0 * elapsed / self._expected)
 
     async def report(self, state: ProgressState, *, force: bool = False) -> None:
@@ -150,7 +149,7 @@ class ProgressReporter:
         parts = [state.message or "working"]
         if state.sources_read:
             parts.append(f"{state.sources_read} sources read")
-        parts.append(f"{time.monotonic() - self._started:.0f} s")
+        parts.append(f"{anyio.current_time() - self._started:.0f} s")
         await self._progress.send(self.estimate(state), 100.0, " · ".join(parts), force=force)
 
 
