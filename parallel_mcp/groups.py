@@ -84,6 +84,7 @@ def group_order(request: GroupRequest, *, idempotency_key: str | None = None, fo
 
 def _run_records(request: GroupRequest, group_id: str, run_ids: list[str]) -> list[RunRecord]:
     now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    price = list_price(request.processor)
     return [
         RunRecord(
             run_id=run_id,
@@ -92,7 +93,7 @@ def _run_records(request: GroupRequest, group_id: str, run_ids: list[str]) -> li
             input_excerpt=excerpt(item.input),
             created_at=now,
             group_id=group_id,
-            cost_usd=list_price(request.processor),
+            cost_usd=price,
         )
         for run_id, item in zip(run_ids, request.inputs, strict=False)
     ]

@@ -189,6 +189,8 @@ def unjournaled_warning(target_id: str) -> str:
 
 _CREATED = {"run": "The run was created", "group": "The task group was created and its runs added"}
 _UNREAD = ", but reading its status failed: "
+_PASSING = tuple(created + _UNREAD for created in _CREATED.values())
+"""How `unread_warning`'s warnings begin: they pass once the run is read again."""
 
 
 def unread_warning(kind: IntentKind, error: ParallelMCPError) -> str:
@@ -470,8 +472,7 @@ def task_unread_message(error: ParallelMCPError) -> str:
 
 def lasting_warnings(warnings: list[str]) -> list[str]:
     """The warnings of a create that still hold once its run is read again (not `unread_warning`'s)."""
-    passing = tuple(created + _UNREAD for created in _CREATED.values())
-    return [warning for warning in warnings if not warning.startswith(passing)]
+    return [warning for warning in warnings if not warning.startswith(_PASSING)]
 
 
 # -- prompts -------------------------------------------------------------------------------------

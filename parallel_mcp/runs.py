@@ -11,7 +11,6 @@ import hmac
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TypeVar
 
 import anyio
 
@@ -40,7 +39,6 @@ logger = logging.getLogger(__name__)
 
 PAGE_SHARE = 0.45
 """The text rendering and the structured page both reach the client; each gets a share of the budget."""
-T = TypeVar("T")
 PAGES_KEPT = 512
 """Pages of completed outputs kept as cut, for re-reads (each keyed by run, offset, fields and basis)."""
 EXCERPT_CHARS = 160
